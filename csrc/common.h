@@ -1,0 +1,44 @@
+// Shared helpers of every fastmask C++ kernel: dtype codes, argument checks, the thread policy.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace fastmask {
+
+// Dtype codes: the Python side (fastmask/cpp/__init__.py, DTYPE_CODES) passes one with every raw pointer.
+enum DType : int { kInt32 = 0, kInt64 = 1, kFloat32 = 2, kFloat16 = 3, kBFloat16 = 4, kFloat64 = 5, kBool = 6, kUInt8 = 7 };
+
+// Raised as ValueError by pybind11 (std::invalid_argument maps to ValueError).
+template <typename... Args>
+[[noreturn]] void fail(const Args&... parts) {
+  std::ostringstream msg;
+  (msg << ... << parts);
+  throw std::invalid_argument(msg.str());
+}
+
+// Loads element i of an integer tensor given by pointer, dtype code and stride (in elements).
+inline int64_t load_int(const void* data, int dtype, int64_t i, int64_t stride) {
+  switch (dtype) {
+    case kInt32: return static_cast<const int32_t*>(data)[i * stride];
+    case kInt64: return static_cast<const int64_t*>(data)[i * stride];
+    default: fail("fastmask: unsupported integer dtype code ", dtype);
+  }
+}
+
+// The thread policy (docs/policies.md): the caller passes torch.get_num_threads(). With one thread
+// we never enter an OpenMP region, so a forked DataLoader worker never touches the parent's pool
+// (libgomp hangs after fork if it does).
+template <typename F>
+void parallel_for(int64_t n, int threads, const F& body) {
+  if (threads <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+}  // namespace fastmask

@@ -1,0 +1,34 @@
+"""The integer policies of the random stream (docs/rng.md): version, purposes, thresholds, counts."""
+from __future__ import annotations
+
+import enum
+
+# Bump when any op's bits change for the same (seed, key, position, purpose); the golden hashes in
+# tests/test_rng.py pin version 1.
+STREAM_VERSION = 1
+
+TWO_32 = 1 << 32
+
+
+class Purpose(enum.IntEnum):
+    """The counter word c1: which decision a draw serves. Ops draw for distinct purposes so two
+    decisions about one position never share bits. Append new purposes; never renumber."""
+
+    RAW = 0  # fastmask.random_words' default
+
+
+def probability_threshold(p: float) -> int:
+    """floor(p * 2^32) as a Python int in [0, 2^32]: a draw `bits < threshold` happens with
+    probability exactly threshold / 2^32, so p = 1 selects everything and p = 0 nothing."""
+    return int(p * TWO_32)  # p * 2^32 is exact in binary floating point; int() floors a non-negative value
+
+
+def count(threshold: int, n: int) -> int:
+    """The one count formula (docs/rng.md): round-half-up of n * threshold / 2^32, in integers.
+    Every later op (exact masking, T5 noise, MAE keep) uses this, on the host or in a kernel."""
+    return (n * threshold + (1 << 31)) >> 32
+
+
+def choose(bits: int, n: int) -> int:
+    """Pick one of n choices with a 32-bit word (Lemire): (bits * n) >> 32, in [0, n)."""
+    return (bits * n) >> 32

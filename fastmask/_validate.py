@@ -1,0 +1,37 @@
+"""Host-side argument checks shared by every op (docs/policies.md). Each raises ValueError naming
+the argument. Tensor *contents* are checked inside the C++ kernels, and on the GPU only under
+validate=True."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+
+def check_probability(name: str, p) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def check_int(name: str, value, low: int, high: int) -> int:
+    """An integer in [low, high)."""
+    if isinstance(value, torch.SymInt):  # a dynamic shape under torch.compile: guarded, not checked
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an integer, got {type(value).__name__}")
+    if not low <= value < high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}), got {value}")
+    return int(value)
+
+
+def check_tensor(name: str, tensor, *, dtypes: tuple[torch.dtype, ...], ndim: int) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name}: expected a tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in dtypes:
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(f"{name}: expected dtype {names}, got {str(tensor.dtype).removeprefix('torch.')}")
+    if tensor.dim() != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {tuple(tensor.shape)}")
+    return tensor

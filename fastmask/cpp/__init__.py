@@ -1,0 +1,53 @@
+"""Loads the C++ kernels (fastmask._C); the modules beside this one turn tensors into their raw arguments."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+# The dtype codes of csrc/common.h.
+DTYPE_CODES = {
+    torch.int32: 0,
+    torch.int64: 1,
+    torch.float32: 2,
+    torch.float16: 3,
+    torch.bfloat16: 4,
+    torch.float64: 5,
+    torch.bool: 6,
+    torch.uint8: 7,
+}
+
+try:
+    from .. import _C
+except ImportError as error:  # the extension did not build, or this is a source tree without it
+    if os.environ.get("FASTMASK_REQUIRE_CPP") == "1":
+        raise ImportError(
+            "fastmask: FASTMASK_REQUIRE_CPP=1 but the C++ extension fastmask._C is missing; "
+            "rebuild it with `pip install -e .` (or `make install`)"
+        ) from error
+    _C = None
+    warnings.warn(
+        f"fastmask: the C++ extension fastmask._C could not be imported ({error}); CPU ops fall back "
+        "to the slow pure-torch reference.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+HAS_CPP = _C is not None
+
+
+def cpp():
+    """The C++ module, or a clear error when it did not build."""
+    if _C is None:
+        raise RuntimeError("fastmask: backend='cpp' needs the C++ extension fastmask._C, which is not built")
+    return _C
+
+
+def num_threads() -> int:
+    """Threads for a C++ kernel: torch's setting, which DataLoader workers set to 1 (docs/policies.md)."""
+    return torch.get_num_threads()
+
+
+def dtype_code(tensor: torch.Tensor) -> int:
+    return DTYPE_CODES[tensor.dtype]

@@ -1,0 +1,1 @@
+"""Pure-torch implementations of every op: the executable specification (short, obvious, slow)."""

@@ -1,0 +1,15 @@
+"""Builds fastmask._C: C++17 kernels behind pybind11, OpenMP, no libtorch (see DESIGN.md)."""
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+ext = Pybind11Extension(
+    "fastmask._C",
+    sources=["csrc/module.cpp", "csrc/random_words.cpp"],
+    include_dirs=["csrc"],
+    cxx_std=17,
+    # No -march=native: the wheel must run on any x86-64 / aarch64 machine it is copied to.
+    extra_compile_args=["-O3", "-fopenmp"],
+    extra_link_args=["-fopenmp"],
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})

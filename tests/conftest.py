@@ -1,0 +1,39 @@
+"""Shared fixtures. Without a GPU the Triton kernels run in Triton's interpreter, which must be
+switched on before any kernel module is imported."""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Derandomized so CI is repeatable; no deadline because the interpreter is slow.
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, max_examples=30, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKENDS = ("reference", "cpp", "triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_for(backend: str) -> str:
+    """The device a backend's inputs live on: Triton on the GPU when there is one."""
+    return DEVICE if backend == "triton" else "cpu"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
