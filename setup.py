@@ -1,10 +1,13 @@
 """Builds fastmask._C: C++17 kernels behind pybind11, OpenMP, no libtorch (see DESIGN.md)."""
+import glob
+import os
+
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
 ext = Pybind11Extension(
     "fastmask._C",
-    sources=["csrc/module.cpp", "csrc/random_words.cpp"],
+    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "*.cpp"))),
     include_dirs=["csrc"],
     cxx_std=17,
     # No -march=native: the wheel must run on any x86-64 / aarch64 machine it is copied to.
