@@ -11,8 +11,11 @@ import fastmask
 
 from . import Case
 
-SHAPES = [(32, 512), (256, 512), (1024, 2048)]
-QUICK_SHAPES = SHAPES[:2]
+SHAPES = [(8, 128), (32, 512), (256, 512), (1024, 2048)]
+QUICK_SHAPES = SHAPES[:3]
+# Below this many positions the call overhead shows: time the custom op through torch.ops too, which
+# is how compiled graphs call it (eager calls skip the dispatcher, see fastmask._library.call).
+DISPATCH_MAX_POSITIONS = 1 << 12
 # The reference is ~20x slower than the C++ on the CPU: past this many positions it costs seconds a call.
 REFERENCE_MAX_POSITIONS_CPU = 1 << 20
 
@@ -33,6 +36,9 @@ def _case(device: str, rows: int, length: int) -> Case:
         providers["fastmask-triton"] = backend("triton")
     else:
         providers["fastmask-cpp"] = backend("cpp")
+    if rows * length <= DISPATCH_MAX_POSITIONS:
+        name = "triton" if device.startswith("cuda") else "cpp"
+        providers[f"fastmask-{name}/torch.ops"] = lambda: torch.ops.fastmask.random_words(seed, keys, length, 0, name)
     if device.startswith("cuda") or rows * length <= REFERENCE_MAX_POSITIONS_CPU:
         providers["fastmask-reference"] = backend("reference")
     return Case("rng", "random_words", f"{rows}x{length}", providers, "torch.randint", 4 * rows * length, "words")
