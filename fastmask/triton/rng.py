@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import triton
 
+from . import on_device_of
 from ._rng_kernels import random_words_kernel
 
 BLOCK = 1024
@@ -14,6 +15,6 @@ def random_words(seed: torch.Tensor, keys: torch.Tensor, length: int, purpose: i
     programs = keys.shape[0] * triton.cdiv(length, BLOCK)
     if programs == 0:
         return out
-    with torch.device(keys.device):  # launch on the inputs' GPU, not the current one
+    with on_device_of(keys):
         random_words_kernel[(programs,)](seed, keys, out, length, keys.stride(0), purpose, BLOCK=BLOCK)
     return out
