@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "philox_batch.h"
+#include "cross_entropy.h"
+#include "masking.h"
+#include "philox_block.h"
 #include "random_words.h"
 
 namespace py = pybind11;
@@ -32,14 +34,123 @@ PYBIND11_MODULE(_C, m) {
       py::arg("length"), py::arg("purpose"), py::arg("out"), py::arg("threads"),
       py::call_guard<py::gil_scoped_release>());
 
-  // Test hooks: the batched Philox with a chosen implementation, words[j][i] flattened.
-  m.def("philox_batch_isa", &fastmask::philox_batch_isa);
+  // mask_tokens (fastmask/cpp/masking.py): each tensor as (address, dtype code, strides); an optional
+  // tensor that is absent has address 0.
   m.def(
-      "philox_batch",
+      "mask_tokens",
+      [](std::uintptr_t ids, int ids_dtype, int64_t ids_stride0, int64_t ids_stride1, int64_t batch, int64_t length,
+         std::uintptr_t seed, std::uintptr_t keys, int keys_dtype, int64_t keys_stride, std::uintptr_t thresholds,
+         std::uintptr_t special_ids, int64_t num_special, std::uintptr_t special_mask, int special_mask_dtype,
+         int64_t special_mask_stride0, int64_t special_mask_stride1, std::uintptr_t attention_mask,
+         int attention_mask_dtype, int64_t attention_mask_stride0, int64_t attention_mask_stride1,
+         std::uintptr_t lengths, int lengths_dtype, int64_t lengths_stride, std::uintptr_t replace_table,
+         int replace_table_dtype, int64_t replace_table_stride, int64_t replace_count, int64_t mask_token_id,
+         int64_t views, bool exact, int64_t max_predictions, int64_t ignore_index, int64_t vocab_size,
+         std::uintptr_t out_ids, std::uintptr_t labels, std::uintptr_t positions, int threads) {
+        fastmask::MaskTokensArgs a;
+        a.ids = {ptr<const void>(ids), ids_dtype, ids_stride0, ids_stride1};
+        a.seed = ptr<const int64_t>(seed);
+        a.keys = {ptr<const void>(keys), keys_dtype, keys_stride, 0};
+        a.thresholds = ptr<const int64_t>(thresholds);
+        a.special_ids = ptr<const int64_t>(special_ids);
+        a.num_special = num_special;
+        a.special_mask = {ptr<const void>(special_mask), special_mask_dtype, special_mask_stride0, special_mask_stride1};
+        a.attention_mask = {ptr<const void>(attention_mask), attention_mask_dtype, attention_mask_stride0,
+                            attention_mask_stride1};
+        a.lengths = {ptr<const void>(lengths), lengths_dtype, lengths_stride, 0};
+        a.replace_table = {ptr<const void>(replace_table), replace_table_dtype, replace_table_stride, 0};
+        a.replace_count = replace_count;
+        a.mask_token_id = mask_token_id;
+        a.views = views;
+        a.exact = exact;
+        a.max_predictions = max_predictions;
+        a.ignore_index = ignore_index;
+        a.vocab_size = vocab_size;
+        a.batch = batch;
+        a.length = length;
+        a.out_ids = ptr<void>(out_ids);
+        a.labels = ptr<void>(labels);
+        a.positions = ptr<int64_t>(positions);
+        a.threads = threads;
+        fastmask::mask_tokens(a);
+      },
+      py::call_guard<py::gil_scoped_release>());
+
+  // Test hooks: the block Philox with a chosen implementation, words[j][i] flattened.
+  m.def("philox_block_avx2", &fastmask::philox_block_avx2);
+  m.def(
+      "philox_block",
       [](bool fastest, uint64_t seed, uint64_t key, uint32_t purpose, uint32_t first) {
-        uint32_t words[4][fastmask::kPhiloxBatch];
-        fastmask::philox_batch_with(fastest, seed, key, purpose, first, words);
-        return std::vector<uint32_t>(&words[0][0], &words[0][0] + 4 * fastmask::kPhiloxBatch);
+        fastmask::PhiloxBlockWords words;
+        fastmask::philox_block_with(fastest, seed, key, purpose, first, words);
+        return std::vector<uint32_t>(&words[0][0], &words[0][0] + 4 * fastmask::kPhiloxBlock);
       },
       py::arg("fastest"), py::arg("seed"), py::arg("key"), py::arg("purpose"), py::arg("first"));
+
+  // Masked cross-entropy (fastmask/cpp/cross_entropy.py): logits as (address, dtype code, rows, vocab,
+  // row stride), labels as (address, dtype code, stride); weight (0: none), the outputs and the
+  // per-row inputs in the accumulation dtype (fp32, fp64 for fp64 logits).
+  auto ce_args = [](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                    std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight,
+                    int64_t ignore_index, double label_smoothing, double z_loss, double softcap, int threads) {
+    return fastmask::CrossEntropyArgs{ptr<const void>(logits), logits_dtype, rows, vocab, logits_stride,
+                                      ptr<const void>(labels), labels_dtype, labels_stride, ptr<const void>(weight),
+                                      ignore_index, label_smoothing, z_loss, softcap, threads};
+  };
+  m.def(
+      "cross_entropy_forward",
+      [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
+                double label_smoothing, double z_loss, double softcap, std::uintptr_t loss, std::uintptr_t lse, int threads) {
+        fastmask::cross_entropy_forward(ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype,
+                                                labels_stride, weight, ignore_index, label_smoothing, z_loss, softcap, threads),
+                                        ptr<void>(loss), ptr<void>(lse));
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "cross_entropy_backward",
+      [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
+                double label_smoothing, double z_loss, double softcap, std::uintptr_t lse, int64_t lse_stride,
+                std::uintptr_t grad_rows, int64_t grad_rows_stride, std::uintptr_t grad, int64_t grad_stride, int threads) {
+        fastmask::cross_entropy_backward(ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype,
+                                                 labels_stride, weight, ignore_index, label_smoothing, z_loss, softcap, threads),
+                                         ptr<const void>(lse), lse_stride, ptr<const void>(grad_rows), grad_rows_stride,
+                                         ptr<void>(grad), grad_stride);
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "cross_entropy_forward_inplace",
+      [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
+                double label_smoothing, double z_loss, double softcap, std::uintptr_t grad_scale, std::uintptr_t loss,
+                std::uintptr_t lse, int threads) {
+        fastmask::cross_entropy_forward_inplace(
+            ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype, labels_stride, weight,
+                    ignore_index, label_smoothing, z_loss, softcap, threads),
+            ptr<const void>(grad_scale), ptr<void>(loss), ptr<void>(lse));
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "cross_entropy_scale_grad",
+      [](std::uintptr_t grad, int dtype, int64_t rows, int64_t vocab, int64_t grad_stride, std::uintptr_t scale,
+         int64_t scale_stride, int threads) {
+        fastmask::cross_entropy_scale_grad(ptr<void>(grad), dtype, rows, vocab, grad_stride, ptr<const void>(scale),
+                                           scale_stride, threads);
+      },
+      py::call_guard<py::gil_scoped_release>());
+  // Test hooks of the cross-entropy kernels: force the portable code, the vector exp, the conversions.
+  m.def("cross_entropy_simd", &fastmask::cross_entropy_simd, py::arg("enabled"));
+  m.def(
+      "cross_entropy_exp",
+      [](std::uintptr_t in, std::uintptr_t out, int64_t n, bool simd) {
+        fastmask::cross_entropy_exp(ptr<const float>(in), ptr<float>(out), n, simd);
+      },
+      py::arg("in"), py::arg("out"), py::arg("n"), py::arg("simd"));
+  m.def(
+      "cross_entropy_convert",
+      [](std::uintptr_t in, int in_dtype, std::uintptr_t out, int out_dtype, int64_t n, bool simd) {
+        fastmask::cross_entropy_convert(ptr<const void>(in), in_dtype, ptr<void>(out), out_dtype, n, simd);
+      },
+      py::arg("in"), py::arg("in_dtype"), py::arg("out"), py::arg("out_dtype"), py::arg("n"), py::arg("simd"));
 }

@@ -3,21 +3,21 @@
 
 #include "common.h"
 #include "philox.h"
-#include "philox_batch.h"
+#include "philox_block.h"
 
 namespace fastmask {
 
 void random_words(const int64_t* seed, const void* keys, int keys_dtype, int64_t keys_stride, int64_t rows,
                   int64_t length, uint32_t purpose, int64_t* out, int threads) {
   const uint64_t s = static_cast<uint64_t>(*seed);
-  const int64_t full = length - length % kPhiloxBatch;
+  const int64_t full = length - length % kPhiloxBlock;
   parallel_for(rows, threads, [&](int64_t r) {
     const uint64_t key = static_cast<uint64_t>(load_int(keys, keys_dtype, r, keys_stride));
     int64_t* row_out = out + r * length * 4;
-    uint32_t words[4][kPhiloxBatch];
-    for (int64_t start = 0; start < full; start += kPhiloxBatch) {
-      philox_batch(s, key, purpose, static_cast<uint32_t>(start), words);
-      for (int i = 0; i < kPhiloxBatch; ++i)
+    PhiloxBlockWords words;
+    for (int64_t start = 0; start < full; start += kPhiloxBlock) {
+      philox_block(s, key, purpose, static_cast<uint32_t>(start), words);
+      for (int i = 0; i < kPhiloxBlock; ++i)
         for (int j = 0; j < 4; ++j) row_out[4 * (start + i) + j] = words[j][i];
     }
     for (int64_t p = full; p < length; ++p) {

@@ -2,7 +2,8 @@
 from . import _library  # registers the fastmask:: custom ops
 from ._rng import STREAM_VERSION, Purpose
 from .cpp import HAS_CPP
-from .functional import random_words
+from . import nn
+from .functional import MaskedTokens, mask_tokens, masked_cross_entropy, random_words
 
 __version__ = "0.1.0"
-__all__ = ["HAS_CPP", "STREAM_VERSION", "Purpose", "random_words"]
+__all__ = ["HAS_CPP", "STREAM_VERSION", "MaskedTokens", "Purpose", "mask_tokens", "masked_cross_entropy", "nn", "random_words"]

@@ -15,6 +15,7 @@ class Purpose(enum.IntEnum):
     decisions about one position never share bits. Append new purposes; never renumber."""
 
     RAW = 0  # fastmask.random_words' default
+    MLM_TOKENS = 1  # mask_tokens: w0 select/predict, w1 corruption kind, w2 random id, w3 view
 
 
 def probability_threshold(p: float) -> int:

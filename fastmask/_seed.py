@@ -18,6 +18,8 @@ def resolve_seed(seed, device: torch.device) -> torch.Tensor:
     elif isinstance(seed, torch.Tensor):
         if seed.dtype != torch.int64 or seed.numel() != 1:
             raise ValueError(f"seed: expected an int64 tensor with one element, got {seed.dtype} of shape {tuple(seed.shape)}")
+        if seed.dim() == 0 and seed.device == device:
+            return seed
         seed = seed.reshape(())
     elif isinstance(seed, int) and not isinstance(seed, bool):
         if not _INT64_MIN <= seed < _UINT64_END:

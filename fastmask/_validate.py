@@ -10,6 +10,8 @@ import torch
 
 
 def check_probability(name: str, p) -> float:
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common case (NaN fails the compare)
+        return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{name}: expected a probability in [0, 1], got {p!r}")
     return float(p)
@@ -17,6 +19,8 @@ def check_probability(name: str, p) -> float:
 
 def check_int(name: str, value, low: int, high: int) -> int:
     """An integer in [low, high)."""
+    if type(value) is int and low <= value < high:  # the common case, without the ABC checks below
+        return value
     if isinstance(value, torch.SymInt):  # a dynamic shape under torch.compile: guarded, not checked
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -35,3 +39,21 @@ def check_tensor(name: str, tensor, *, dtypes: tuple[torch.dtype, ...], ndim: in
     if tensor.dim() != ndim:
         raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {tuple(tensor.shape)}")
     return tensor
+
+
+def check_same_shape(name: str, tensor, like: torch.Tensor, *, dtypes: tuple[torch.dtype, ...]) -> torch.Tensor:
+    """A per-position tensor (masks) with `like`'s shape and device."""
+    check_tensor(name, tensor, dtypes=dtypes, ndim=like.dim())
+    if tensor.shape != like.shape:
+        raise ValueError(f"{name}: expected shape {tuple(like.shape)} like input_ids, got {tuple(tensor.shape)}")
+    if tensor.device != like.device:
+        raise ValueError(f"{name}: expected a tensor on {like.device} like input_ids, got {tensor.device}")
+    return tensor
+
+
+def check_ids_in_range(name: str, ids: torch.Tensor, high: int) -> None:
+    """Tensor contents in [0, high): reads the tensor, so on a GPU this syncs (validate=True only)."""
+    bad = (ids < 0) | (ids >= high)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name}: id {int(ids[where])} at position {where} is outside the vocabulary [0, {high})")

@@ -1,17 +1,21 @@
 """The public ops: argument checks, defaults and backend choice, then the custom ops of _library."""
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import torch
 
 from . import _library
-from ._backend import check_backend
+from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
-from ._validate import check_int, check_tensor
+from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
 
-__all__ = ["random_words"]
+__all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "random_words"]
 
 _MAX_LENGTH = 1 << 31  # positions are one uint32 counter word; index math elsewhere assumes < 2^31
+_INT_IDS = (torch.int64, torch.int32)
+_MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
 
 
 def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
@@ -30,10 +34,335 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
         r is word j of Philox4x32-10(key=(seed lo, seed hi), counter=(i, purpose, key lo, key hi)).
     """
     check_backend(backend)
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=(torch.int64, torch.int32), ndim=1)
+    keys = _keys(keys, None, None)
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
     seed = resolve_seed(seed, keys.device)
     return _library.call(torch.ops.fastmask.random_words, _library.random_words_impl, seed, keys, length, purpose, backend)
+
+
+class MaskedTokens(NamedTuple):
+    """mask_tokens' result. `positions` is None unless max_predictions was given."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    positions: Optional[torch.Tensor]
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    *,
+    seed=None,
+    keys=None,
+    mask_token_id: int,
+    vocab_size: Optional[int] = None,
+    replace_ids=None,
+    special_ids=None,
+    special_tokens_mask: Optional[torch.Tensor] = None,
+    attention_mask: Optional[torch.Tensor] = None,
+    lengths: Optional[torch.Tensor] = None,
+    mlm_probability=0.15,
+    mask_replace_prob=0.8,
+    random_replace_prob=0.1,
+    prediction_probability=None,
+    views: int = 1,
+    exact: bool = False,
+    max_predictions: Optional[int] = None,
+    ignore_index: int = -100,
+    validate: bool = False,
+    backend: str = "auto",
+) -> MaskedTokens:
+    """BERT/RoBERTa masked-LM corruption with labels, as HF's DataCollatorForLanguageModeling, plus
+    exact counts, a prediction set apart from the corrupted set, views and a fixed capacity.
+    docs/masking.md defines every argument and the algorithm.
+
+    Returns MaskedTokens(input_ids, labels, positions): new tensors of input_ids' dtype, shape
+    [B * views, L] ordered by (row, view) ([L] for 1-D input and one view); positions int64
+    [B * views, max_predictions] padded with -1, or None.
+    """
+    check_backend(backend)
+    one_row = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
+    check_tensor("input_ids", input_ids, dtypes=_INT_IDS, ndim=1 if one_row else 2)
+    ids = input_ids.unsqueeze(0) if one_row else input_ids
+    batch, length = ids.shape
+    device = ids.device
+    check_int("sequence length", length, 0, _MAX_LENGTH)
+    id_limit = torch.iinfo(ids.dtype).max + 1
+
+    if vocab_size is not None:
+        vocab_size = check_int("vocab_size", vocab_size, 1, min(id_limit, _MAX_LENGTH))  # (w * V) >> 32 in int64
+    mask_token_id = check_int("mask_token_id", mask_token_id, 0, vocab_size or id_limit)
+    ignore_index = check_int("ignore_index", ignore_index, -id_limit, id_limit)
+    views = check_int("views", views, 1, 1 << 16)
+    if max_predictions is not None:
+        max_predictions = check_int("max_predictions", max_predictions, 1, _MAX_LENGTH)
+    if not isinstance(exact, bool):
+        raise ValueError(f"exact: expected a bool, got {type(exact).__name__}")
+
+    specials = _special_ids(special_ids, mask_token_id, vocab_size)
+    for name, mask in (("special_tokens_mask", special_tokens_mask), ("attention_mask", attention_mask)):
+        if mask is not None:
+            check_same_shape(name, mask.unsqueeze(0) if one_row else mask, ids, dtypes=_MASK_DTYPES)
+    special_mask = _rows(special_tokens_mask, one_row)
+    attention = _rows(attention_mask, one_row)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths).reshape(-1) if one_row else lengths
+        check_tensor("lengths", lengths, dtypes=_INT_IDS, ndim=1)
+        if lengths.shape[0] != batch or lengths.device != device:
+            raise ValueError(f"lengths: expected {batch} lengths on {device}, got {tuple(lengths.shape)} on {lengths.device}")
+    if keys is not None:
+        keys = _keys(keys, batch, device)  # None: the row index, supplied by the backend
+
+    thresholds = _thresholds(mlm_probability, prediction_probability, mask_replace_prob, random_replace_prob, device, validate)
+    replace_table, replace_count = _replacements(replace_ids, specials, vocab_size, random_replace_prob, device, validate)
+
+    chosen = resolve_backend(backend, device)
+    if vocab_size is not None and (validate or (device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling())):
+        check_ids_in_range("input_ids", ids, vocab_size)  # the C++ kernel checks inside; GPUs only under validate
+
+    seed = resolve_seed(seed, device)
+    special_tensor = _constant(specials, device)
+    out_ids, labels, positions = _library.call(
+        torch.ops.fastmask.mask_tokens, _library.mask_tokens_impl,
+        ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, replace_table, replace_count,
+        mask_token_id, views, exact, max_predictions or 0, ignore_index, vocab_size or 0, backend,
+    )
+    if one_row and views == 1:
+        out_ids, labels, positions = out_ids[0], labels[0], positions[0]
+    return MaskedTokens(out_ids, labels, positions if max_predictions else None)
+
+
+def _rows(mask, one_row):
+    return None if mask is None else (mask.unsqueeze(0) if one_row else mask)
+
+
+def _keys(keys, batch, device) -> torch.Tensor:
+    """Sample keys: int64/int32 [batch]; the row index by default."""
+    if keys is None:
+        return torch.arange(batch, dtype=torch.int64, device=device)
+    if not isinstance(keys, torch.Tensor):
+        keys = torch.as_tensor(keys, dtype=torch.int64)
+    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
+    if batch is not None and (keys.shape[0] != batch or keys.device != device):
+        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
+    return keys
+
+
+@_library.eager_cache
+def _constant(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A small int64 tensor of host values on `device`, made once per (values, device): ops only
+    read it, and building it costs more than a small batch's kernel."""
+    return torch.tensor(values, dtype=torch.int64).to(device)
+
+
+def _special_ids(special_ids, mask_token_id, vocab_size) -> tuple[int, ...]:
+    """Sorted, unique special ids on the host, with the mask token always among them."""
+    if special_ids is None:
+        special_ids = ()
+    elif isinstance(special_ids, torch.Tensor):
+        if special_ids.dim() != 1 or special_ids.dtype not in _INT_IDS:
+            raise ValueError(f"special_ids: expected a 1-D integer tensor or a sequence of ints, got {special_ids.dtype} {tuple(special_ids.shape)}")
+        special_ids = special_ids.tolist()  # a small host-side list; pass a list to avoid a device read
+    return _sorted_specials(tuple(special_ids), mask_token_id, vocab_size)
+
+
+@_library.eager_cache
+def _sorted_specials(special_ids: tuple, mask_token_id: int, vocab_size) -> tuple[int, ...]:
+    ids = {check_int("special_ids", value, 0, vocab_size or _MAX_LENGTH) for value in special_ids}
+    return tuple(sorted(ids | {mask_token_id}))
+
+
+def _thresholds(select, predict, mask, random, device, validate) -> torch.Tensor:
+    """int64 [4] = floor(p * 2^32) of (select, predict, mask, random) on `device`.
+
+    Python floats are checked and converted on the host; 0-d tensors are converted on their device
+    (in float64) so a compiled graph takes new values without recompiling, and checked only under
+    validate=True (which reads them)."""
+    predict = select if predict is None else predict
+    if not any(isinstance(p, torch.Tensor) for p in (select, predict, mask, random)):
+        return _host_thresholds(select, predict, mask, random, device)
+    parts = []
+    for name, p in zip(_PROBABILITY_NAMES, (select, predict, mask, random)):
+        if isinstance(p, torch.Tensor):
+            if p.numel() != 1 or not p.dtype.is_floating_point:
+                raise ValueError(f"{name}: expected a float or a floating tensor with one element, got {p.dtype} {tuple(p.shape)}")
+            p = p.reshape(()).to(device=device, dtype=torch.float64)
+            if validate and not bool((p >= 0) & (p <= 1)):
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {float(p)}")
+        else:
+            p = torch.tensor(check_probability(name, p), dtype=torch.float64, device=device)
+        parts.append(p)
+    if validate and bool(parts[2] + parts[3] > 1):
+        raise ValueError("mask_replace_prob + random_replace_prob: expected at most 1")
+    # Clamped, so an unchecked tensor outside [0, 1] still means the same to every backend.
+    return torch.floor(torch.stack(parts) * TWO_32).clamp(0, TWO_32).to(torch.int64)
+
+
+_PROBABILITY_NAMES = ("mlm_probability", "prediction_probability", "mask_replace_prob", "random_replace_prob")
+
+
+@_library.eager_cache
+def _host_thresholds(select, predict, mask, random, device) -> torch.Tensor:
+    for name, p in zip(_PROBABILITY_NAMES, (select, predict, mask, random)):
+        check_probability(name, p)
+    if mask + random > 1:
+        raise ValueError(f"mask_replace_prob + random_replace_prob: expected at most 1, got {mask} + {random}")
+    return _constant(tuple(int(p * TWO_32) for p in (select, predict, mask, random)), device)
+
+
+def _replacements(replace_ids, specials, vocab_size, random_replace_prob, device, validate):
+    """(table or None, number of choices) for random replacements."""
+    if replace_ids is not None:
+        table = replace_ids if isinstance(replace_ids, torch.Tensor) else torch.as_tensor(replace_ids, dtype=torch.int64)
+        check_tensor("replace_ids", table, dtypes=_INT_IDS, ndim=1)
+        table = table.to(device)
+        if vocab_size is not None and (validate or table.device.type == "cpu"):
+            check_ids_in_range("replace_ids", table, vocab_size)
+        count = table.shape[0]
+    elif vocab_size is not None:
+        table, count = None, vocab_size - sum(1 for s in specials if s < vocab_size)
+    else:
+        table, count = None, 0
+    if count == 0 and (isinstance(random_replace_prob, torch.Tensor) or random_replace_prob > 0):
+        what = "vocab_size or replace_ids" if replace_ids is None and vocab_size is None else "replace_ids"
+        raise ValueError(f"{what}: random_replace_prob > 0 needs a non-empty replacement set")
+    return table, count
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    weight: Optional[torch.Tensor] = None,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
+    normalizer=None,
+    return_lse: bool = False,
+    inplace_backward: bool = False,
+    validate: bool = False,
+    backend: str = "auto",
+):
+    """Cross-entropy over rows whose label is not ignore_index, as torch.nn.functional.cross_entropy,
+    plus z-loss, softcapping and a given normalizer; docs/loss.md has the formulas.
+
+    logits [N, V] or [B, L, V] (fp32, bf16, fp16; fp64 for the reference and C++), labels [N] or
+    [B, L]. Ignored rows cost nothing and get zero gradient; with every row ignored the "mean" is 0
+    (torch gives NaN). `normalizer` (a tensor or number) divides the summed loss instead of the
+    number (or weight) of labelled rows, e.g. HF Trainer's num_items_in_batch. With
+    inplace_backward=True the forward overwrites `logits` with its gradient (logits must not be
+    needed afterwards). Returns the loss, and the per-row log-sum-exp (fp32, not differentiable,
+    0 for ignored rows) with return_lse=True.
+    """
+    check_backend(backend)
+    check_tensor("logits", logits, dtypes=_FLOATS, ndim=logits.dim() if logits.dim() in (2, 3) else 2)
+    check_tensor("labels", labels, dtypes=_INT_IDS, ndim=logits.dim() - 1)
+    if labels.shape != logits.shape[:-1] or labels.device != logits.device:
+        raise ValueError(f"labels: expected shape {tuple(logits.shape[:-1])} on {logits.device} to match logits, got {tuple(labels.shape)} on {labels.device}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    ignore_index = check_int("ignore_index", ignore_index, -(1 << 63), 1 << 63)
+    label_smoothing = _check_float("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    z_loss = _check_float("z_loss", z_loss, 0.0, float("inf"))
+    softcap = 0.0 if softcap is None else _check_float("softcap", softcap, 0.0, float("inf"), low_open=True)
+    if normalizer is not None and reduction == "none":
+        raise ValueError("normalizer: divides a summed loss; use it with reduction 'mean' or 'sum', not 'none'")
+    shape = labels.shape
+    vocab = logits.shape[-1]
+    if vocab == 0:
+        raise ValueError(f"logits: expected at least one class, got shape {tuple(logits.shape)}")
+    rows = logits.reshape(-1, vocab)
+    if rows.shape[0] > 0 and rows.stride(1) != 1:
+        rows = rows.contiguous()  # kernels walk a row contiguously; rows may be strided
+    flat_labels = labels.reshape(-1)
+    if weight is not None:
+        check_tensor("weight", weight, dtypes=_FLOATS, ndim=1)
+        if weight.shape[0] != vocab or weight.device != logits.device:
+            raise ValueError(f"weight: expected {vocab} class weights on {logits.device}, got {tuple(weight.shape)} on {weight.device}")
+    chosen = resolve_backend(backend, logits.device)
+    if validate or (logits.device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling()):
+        _check_labels(flat_labels, ignore_index, vocab)  # the C++ kernel checks inside; GPUs only under validate
+
+    options = (ignore_index, label_smoothing, z_loss, softcap, backend)
+    row_weight = _row_weights(flat_labels, weight, ignore_index, vocab, rows)
+    if inplace_backward:
+        loss, lse = _InplaceCrossEntropy.apply(rows, flat_labels, weight, row_weight, reduction, normalizer, options)
+    else:
+        loss_rows, lse = torch.ops.fastmask.ce_forward(rows, flat_labels, weight, *options)
+        loss = _reduce(loss_rows, row_weight, reduction, normalizer)
+    loss = loss.to(logits.dtype)
+    if reduction == "none":
+        loss = loss.reshape(shape)
+    return (loss, lse.detach().reshape(shape)) if return_lse else loss
+
+
+def _check_float(name, value, low, high, *, low_open=False, high_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {type(value).__name__}")
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _check_labels(labels, ignore_index, vocab):
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= vocab))
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"labels: label {int(labels[row])} at row {row} is outside [0, {vocab}) and not ignore_index")
+
+
+def _row_weights(labels, weight, ignore_index, vocab, rows):
+    """Each row's weight in a "mean": w[label], 1 without class weights, 0 when ignored."""
+    acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
+    kept = (labels != ignore_index) & (labels >= 0) & (labels < vocab)
+    if weight is None:
+        return kept.to(acc)
+    return torch.where(kept, weight.to(acc)[torch.where(kept, labels, 0)], 0)
+
+
+def _denominator(reduction, normalizer, row_weight):
+    """What the summed loss is divided by (1 for "sum"); never 0, so nothing turns into NaN."""
+    if normalizer is not None:
+        return torch.as_tensor(normalizer, device=row_weight.device).to(row_weight.dtype)
+    if reduction == "sum":
+        return torch.ones((), dtype=row_weight.dtype, device=row_weight.device)
+    total = row_weight.sum()
+    return torch.where(total > 0, total, 1)  # every row ignored: the summed loss is 0, and so is the mean
+
+
+def _reduce(loss_rows, row_weight, reduction, normalizer):
+    if reduction == "none":
+        return loss_rows
+    return loss_rows.sum() / _denominator(reduction, normalizer, row_weight)
+
+
+class _InplaceCrossEntropy(torch.autograd.Function):
+    """The loss with its reduction; the forward writes the gradient for an upstream gradient of 1
+    into the logits buffer, and backward rescales it there by the upstream gradient, on the device,
+    only where that is not 1 (no host sync)."""
+
+    @staticmethod
+    def forward(ctx, rows, labels, weight, row_weight, reduction, normalizer, options):
+        if reduction == "none":
+            scale = torch.ones((), dtype=row_weight.dtype, device=row_weight.device)
+        else:
+            scale = 1 / _denominator(reduction, normalizer, row_weight)
+        loss_rows, lse = torch.ops.fastmask.ce_forward_inplace(rows, labels, weight, scale, *options)
+        ctx.save_for_backward(rows)
+        ctx.backend = options[-1]
+        ctx.mark_non_differentiable(lse)
+        return (loss_rows if reduction == "none" else loss_rows.sum() * scale), lse
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_lse):
+        (rows,) = ctx.saved_tensors
+        torch.ops.fastmask.scale_grad(rows, grad_loss, ctx.backend)
+        return rows, None, None, None, None, None, None

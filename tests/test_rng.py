@@ -137,16 +137,15 @@ def test_cuda_auto_is_triton_and_seed_on_device():
     assert torch.equal(got.cpu(), words(5, [0, 1, 2], 100, backend="cpp"))
 
 
-@given(seed=st.integers(0, 2**64 - 1), key=st.integers(0, 2**64 - 1), purpose=PURPOSES, first=st.integers(0, 2**31 - 8))
-def test_cpp_batched_philox_paths_agree(seed, key, purpose, first):
-    """The C++ kernels draw 8 positions at a time (AVX2 where the CPU has it); both paths match the reference."""
+@given(seed=st.integers(0, 2**64 - 1), key=st.integers(0, 2**64 - 1), purpose=PURPOSES, first=st.integers(0, 2**31 - 32))
+def test_cpp_block_philox_paths_agree(seed, key, purpose, first):
+    """The C++ kernels draw 32 positions at a time (AVX2 where the CPU has it); both paths match the reference."""
     from fastmask import _C
     from fastmask.reference.rng import stream_words
 
     signed = lambda v: v - 2**64 if v >= 2**63 else v  # noqa: E731
-    positions = torch.arange(first, first + 8)
+    positions = torch.arange(first, first + 32)
     expected = stream_words(torch.tensor(signed(seed)), torch.tensor([[signed(key)]]), positions, purpose)
     expected = expected[0].T.reshape(-1).tolist()  # words[j][i]
-    assert _C.philox_batch(False, seed, key, purpose, first) == expected
-    assert _C.philox_batch(True, seed, key, purpose, first) == expected
-    assert _C.philox_batch_isa() in ("avx2", "scalar")
+    assert _C.philox_block(False, seed, key, purpose, first) == expected
+    assert _C.philox_block(True, seed, key, purpose, first) == expected

@@ -18,6 +18,6 @@ class Case:
 
 
 # Imported after Case, which the family modules use.
-from . import rng  # noqa: E402
+from . import loss, masking, rng  # noqa: E402
 
-FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"rng": rng.cases}
+FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"loss": loss.cases, "masking": masking.cases, "rng": rng.cases}

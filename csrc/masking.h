@@ -1,0 +1,45 @@
+// mask_tokens: BERT-style token masking, bit-identical to fastmask/reference/masking.py.
+#pragma once
+
+#include <cstdint>
+
+namespace fastmask {
+
+// An integer tensor seen through a raw pointer: dtype code (common.h), strides in elements.
+// data == nullptr means "not given" (an optional argument).
+struct IntView {
+  const void* data = nullptr;
+  int dtype = -1;
+  int64_t stride0 = 0, stride1 = 0;
+};
+
+struct MaskTokensArgs {
+  // inputs
+  IntView ids;             // [batch, length], int32 or int64
+  const int64_t* seed;     // 0-d int64
+  IntView keys;            // [batch], int32 or int64; null data: the row index
+  const int64_t* thresholds;  // int64 [4], contiguous: (select, predict, mask, random)
+  const int64_t* special_ids;  // int64 [num_special], sorted, unique, contiguous
+  int64_t num_special;
+  IntView special_mask;    // optional [batch, length]: bool / uint8 / int32 / int64
+  IntView attention_mask;  // optional [batch, length]
+  IntView lengths;         // optional [batch]
+  IntView replace_table;   // optional [replace_count]
+  int64_t replace_count;
+  int64_t mask_token_id;
+  int64_t views;
+  bool exact;
+  int64_t max_predictions;  // 0: no capacity
+  int64_t ignore_index;
+  int64_t vocab_size;  // 0: unknown (no id check)
+  int64_t batch, length;
+  // outputs (contiguous): ids' dtype [batch * views, length] twice; int64 [batch * views, max_predictions]
+  void* out_ids;
+  void* labels;
+  int64_t* positions;
+  int threads;
+};
+
+void mask_tokens(const MaskTokensArgs& args);
+
+}  // namespace fastmask

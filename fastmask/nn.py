@@ -1,0 +1,39 @@
+"""Loss modules over fastmask.functional, with torch.nn's argument names where they overlap."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import functional
+
+
+class MaskedCrossEntropyLoss(torch.nn.Module):
+    """torch.nn.CrossEntropyLoss for masked modeling: ignored rows cost nothing, an all-ignored
+    batch gives 0, plus z-loss, softcapping, a normalizer and an in-place backward.
+
+    forward(input [N, V] or [B, L, V], target [N] or [B, L], normalizer=None).
+    """
+
+    def __init__(
+        self,
+        weight: Optional[torch.Tensor] = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: Optional[float] = None,
+        inplace_backward: bool = False,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.z_loss, self.softcap, self.inplace_backward, self.backend = z_loss, softcap, inplace_backward, backend
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor, normalizer=None) -> torch.Tensor:
+        return functional.masked_cross_entropy(
+            input, target, ignore_index=self.ignore_index, reduction=self.reduction,
+            label_smoothing=self.label_smoothing, weight=self.weight, z_loss=self.z_loss, softcap=self.softcap,
+            normalizer=normalizer, inplace_backward=self.inplace_backward, backend=self.backend,
+        )
