@@ -10,7 +10,7 @@ import sys
 
 import torch
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import results
 from .cases import FAMILIES, Case
@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--threads: expected at least 1, got {args.threads}")
 
     # A table wrapped to 80 columns in a log file is unreadable; a terminal keeps its own width.
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = Console(width=None if sys.stdout.isatty() else 132)
     env = results.environment(args.device)
     path = args.csv or results.default_csv_path(env["device"])
-    table = Table("case", "shape", "provider", "median", "p20-p80", "throughput", "vs baseline",
+    table = Table(Column("case", no_wrap=True), "shape", "provider", "median", "p20-p80", "throughput", "vs baseline",
                   title=f"{env['device']}, torch {env['torch']}, triton {env['triton']}, commit {env['commit']}")
     rows: list[results.Row] = []
     previous_threads = torch.get_num_threads()
