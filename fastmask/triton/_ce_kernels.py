@@ -270,8 +270,10 @@ _BACKWARD_SIGNATURE = {
     "ignore_index": "i64", "label_smoothing": "fp32", "z_loss": "fp32", "softcap": "fp32",
     "HAS_WEIGHT": "constexpr", "HAS_SMOOTHING": "constexpr", "HAS_SOFTCAP": "constexpr", "BLOCK_V": "constexpr",
 }
-_PLAIN = {"HAS_WEIGHT": False, "HAS_SMOOTHING": False, "HAS_SOFTCAP": False, "BLOCK_V": 2048}
-_EVERYTHING = {"HAS_WEIGHT": True, "HAS_SMOOTHING": True, "HAS_SOFTCAP": True, "BLOCK_V": 2048}
+# As cross_entropy.py launches on a GPU: chunks of 4096 over 8 warps.
+_PLAIN = {"HAS_WEIGHT": False, "HAS_SMOOTHING": False, "HAS_SOFTCAP": False, "BLOCK_V": 4096}
+_EVERYTHING = {"HAS_WEIGHT": True, "HAS_SMOOTHING": True, "HAS_SOFTCAP": True, "BLOCK_V": 4096}
+_LAUNCH = {"num_warps": 8}
 
 
 def _with(signature, **types):
@@ -279,14 +281,14 @@ def _with(signature, **types):
 
 
 HOPPER_SPECS = [
-    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_PLAIN, "INPLACE": False}),
-    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_PLAIN, "INPLACE": True}),
-    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_EVERYTHING, "INPLACE": True}),
-    (ce_forward_kernel, _with(_FORWARD_SIGNATURE, logits_ptr="*fp32", labels_ptr="*i32"), {**_EVERYTHING, "INPLACE": True}),
-    (ce_forward_kernel, _with(_FORWARD_SIGNATURE, logits_ptr="*fp16"), {**_PLAIN, "INPLACE": True}),
-    (ce_backward_kernel, _BACKWARD_SIGNATURE, _PLAIN),
-    (ce_backward_kernel, _BACKWARD_SIGNATURE, _EVERYTHING),
-    (ce_backward_kernel, _with(_BACKWARD_SIGNATURE, logits_ptr="*fp32", grad_ptr="*fp32"), _EVERYTHING),
+    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_PLAIN, "INPLACE": False}, _LAUNCH),
+    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_PLAIN, "INPLACE": True}, _LAUNCH),
+    (ce_forward_kernel, _FORWARD_SIGNATURE, {**_EVERYTHING, "INPLACE": True}, _LAUNCH),
+    (ce_forward_kernel, _with(_FORWARD_SIGNATURE, logits_ptr="*fp32", labels_ptr="*i32"), {**_EVERYTHING, "INPLACE": True}, _LAUNCH),
+    (ce_forward_kernel, _with(_FORWARD_SIGNATURE, logits_ptr="*fp16"), {**_PLAIN, "INPLACE": True}, _LAUNCH),
+    (ce_backward_kernel, _BACKWARD_SIGNATURE, _PLAIN, _LAUNCH),
+    (ce_backward_kernel, _BACKWARD_SIGNATURE, _EVERYTHING, _LAUNCH),
+    (ce_backward_kernel, _with(_BACKWARD_SIGNATURE, logits_ptr="*fp32", grad_ptr="*fp32"), _EVERYTHING, _LAUNCH),
     (ce_scale_grad_kernel, {"grad_ptr": "*bf16", "scale_ptr": "*fp32", "vocab": "i32", "grad_stride": "i64",
-                            "scale_stride": "i64", "BLOCK_V": "constexpr"}, {"BLOCK_V": 2048}),
+                            "scale_stride": "i64", "BLOCK_V": "constexpr"}, {"BLOCK_V": 4096}, _LAUNCH),
 ]

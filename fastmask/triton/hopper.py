@@ -34,7 +34,7 @@ def kernels_without_specs() -> list[str]:
     """Kernels (jit functions named *_kernel) that no HOPPER_SPECS entry compiles."""
     missing = []
     for module in kernel_modules():
-        specced = {fn.__name__ for fn, _, _ in getattr(module, "HOPPER_SPECS", [])}
+        specced = {spec[0].__name__ for spec in getattr(module, "HOPPER_SPECS", [])}
         for name, value in vars(module).items():
             if isinstance(value, triton.runtime.JITFunction) and name.endswith("_kernel") and name not in specced:
                 missing.append(f"{module.__name__}.{name}")
@@ -54,8 +54,10 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
 def compile_all() -> list[dict]:
     results = []
     for module in kernel_modules():
-        for fn, signature, constexprs in module.HOPPER_SPECS:
-            compiled = triton.compile(ASTSource(fn, signature, constexprs), target=HOPPER)
+        # An entry is (kernel, argument types, constexprs) or that plus the launch's compile options
+        # (e.g. {"num_warps": 8}), so registers are counted as the launcher runs the kernel.
+        for fn, signature, constexprs, *options in module.HOPPER_SPECS:
+            compiled = triton.compile(ASTSource(fn, signature, constexprs), target=HOPPER, options=options[0] if options else None)
             usage = resource_usage(compiled.asm["cubin"])
             results.append({"kernel": fn.__name__, "constexprs": constexprs, "num_warps": compiled.metadata.num_warps, **usage})
     return results
