@@ -13,6 +13,7 @@ import torch
 from ._backend import resolve_backend
 from .cpp import rng as cpp_rng
 from .reference import rng as reference_rng
+from .reference.cross_entropy import accumulation_dtype
 
 
 def _triton_rng():
@@ -126,10 +127,6 @@ def _ce_module(logits: torch.Tensor, backend: str):
     return cross_entropy
 
 
-def _accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
-    return torch.float64 if logits.dtype == torch.float64 else torch.float32
-
-
 @torch.library.custom_op("fastmask::ce_forward", mutates_args=())
 def ce_forward(
     logits: torch.Tensor, labels: torch.Tensor, weight: Optional[torch.Tensor], ignore_index: int,
@@ -141,7 +138,7 @@ def ce_forward(
 
 @ce_forward.register_fake
 def _(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap, backend):
-    rows = logits.new_empty(logits.shape[0], dtype=_accumulation_dtype(logits))
+    rows = logits.new_empty(logits.shape[0], dtype=accumulation_dtype(logits))
     return rows, torch.empty_like(rows)
 
 
@@ -187,7 +184,7 @@ def ce_forward_inplace(
 
 @ce_forward_inplace.register_fake
 def _(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap, backend):
-    rows = logits.new_empty(logits.shape[0], dtype=_accumulation_dtype(logits))
+    rows = logits.new_empty(logits.shape[0], dtype=accumulation_dtype(logits))
     return rows, torch.empty_like(rows)
 
 

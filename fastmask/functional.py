@@ -10,6 +10,7 @@ from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
 from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
+from .reference.cross_entropy import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "random_words"]
 
@@ -321,8 +322,8 @@ def _check_labels(labels, ignore_index, vocab):
 
 def _row_weights(labels, weight, ignore_index, vocab, rows):
     """Each row's weight in a "mean": w[label], 1 without class weights, 0 when ignored."""
-    acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
-    kept = (labels != ignore_index) & (labels >= 0) & (labels < vocab)
+    acc = accumulation_dtype(rows)
+    kept = kept_rows(labels, ignore_index, vocab)
     if weight is None:
         return kept.to(acc)
     return torch.where(kept, weight.to(acc)[torch.where(kept, labels, 0)], 0)

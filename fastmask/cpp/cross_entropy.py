@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..reference.cross_entropy import accumulation_dtype
 from . import DTYPE_CODES, cpp, num_threads
-
-
-def _accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
-    return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
 def _rows(logits: torch.Tensor) -> torch.Tensor:
@@ -28,7 +25,7 @@ def _vector(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _args(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap):
     """The leading arguments every kernel takes, and the tensors that must outlive the call."""
     n, vocab = logits.shape
-    acc = _accumulation_dtype(logits)
+    acc = accumulation_dtype(logits)
     if weight is not None:
         weight = weight.to(acc).contiguous()
     if labels.dtype not in (torch.int32, torch.int64):
@@ -44,7 +41,7 @@ def _args(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap
 def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap):
     """(loss [N], lse [N]) in fp32 (fp64 for fp64 logits)."""
     logits = _rows(logits)
-    acc = _accumulation_dtype(logits)
+    acc = accumulation_dtype(logits)
     loss = torch.empty(logits.shape[0], dtype=acc)
     lse = torch.empty(logits.shape[0], dtype=acc)
     args, _keep = _args(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap)
@@ -56,7 +53,7 @@ def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothi
     """d(sum_i grad_rows[i] * loss_i) / d logits: a new contiguous [N, V] tensor in logits' dtype."""
     logits = _rows(logits)
     n, vocab = logits.shape
-    acc = _accumulation_dtype(logits)
+    acc = accumulation_dtype(logits)
     grad = torch.empty((n, vocab), dtype=logits.dtype)
     lse = _vector(lse, acc).expand(n)
     grad_rows = _vector(grad_rows, acc).expand(n)  # also a 0-d upstream gradient
@@ -70,7 +67,7 @@ def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothi
 def forward_inplace(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap):
     """forward, and logits overwritten with grad_scale (0-d) * d(sum_i loss_i) / d logits."""
     rows = _rows(logits)
-    acc = _accumulation_dtype(rows)
+    acc = accumulation_dtype(rows)
     loss = torch.empty(rows.shape[0], dtype=acc)
     lse = torch.empty(rows.shape[0], dtype=acc)
     scale = _vector(grad_scale.reshape(()), acc)
@@ -87,7 +84,7 @@ def scale_grad(grad, scale):
     if n == 0 or vocab == 0:
         return
     rows = _rows(grad)
-    scale = _vector(scale, _accumulation_dtype(grad))
+    scale = _vector(scale, accumulation_dtype(grad))
     if scale.dim() == 1:
         scale = scale.expand(n)  # a single value may come as [1]
     scale_stride = 0 if scale.dim() == 0 else scale.stride(0)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 
 
-def _accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
+def accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
+    """The dtype losses, lse and sums use: fp64 for fp64 logits (gradcheck), else fp32. Every backend's."""
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
@@ -31,7 +32,7 @@ def kept_rows(labels: torch.Tensor, ignore_index: int, vocab: int) -> torch.Tens
 def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap):
     """(loss [N], lse [N]) in the accumulation dtype."""
     n, vocab = logits.shape
-    acc = _accumulation_dtype(logits)
+    acc = accumulation_dtype(logits)
     kept = kept_rows(labels, ignore_index, vocab)
     target = torch.where(kept, labels, 0).to(torch.int64)
     z = _capped(logits.to(acc), softcap)
@@ -51,7 +52,7 @@ def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softc
 def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothing, z_loss, softcap):
     """d(sum_i grad_rows[i] * loss_i) / d logits, in logits' dtype."""
     n, vocab = logits.shape
-    acc = _accumulation_dtype(logits)
+    acc = accumulation_dtype(logits)
     kept = kept_rows(labels, ignore_index, vocab)
     target = torch.where(kept, labels, 0).to(torch.int64)
     x = logits.to(acc)
