@@ -3,7 +3,7 @@ from . import _library  # registers the fastmask:: custom ops
 from ._rng import STREAM_VERSION, Purpose
 from .cpp import HAS_CPP
 from . import nn
-from .functional import MaskedTokens, mask_tokens, masked_cross_entropy, random_words
+from .functional import MaskedTokens, mask_tokens, masked_cross_entropy, masked_lm_loss, random_words
 
 __version__ = "0.1.0"
-__all__ = ["HAS_CPP", "STREAM_VERSION", "MaskedTokens", "Purpose", "mask_tokens", "masked_cross_entropy", "nn", "random_words"]
+__all__ = ["HAS_CPP", "STREAM_VERSION", "MaskedTokens", "Purpose", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "nn", "random_words"]

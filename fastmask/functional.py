@@ -12,7 +12,7 @@ from ._seed import resolve_seed
 from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
 from .reference.cross_entropy import accumulation_dtype, kept_rows
 
-__all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "random_words"]
+__all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
 
 _MAX_LENGTH = 1 << 31  # positions are one uint32 counter word; index math elsewhere assumes < 2^31
 _INT_IDS = (torch.int64, torch.int32)
@@ -367,3 +367,145 @@ class _InplaceCrossEntropy(torch.autograd.Function):
         (rows,) = ctx.saved_tensors
         torch.ops.fastmask.scale_grad(rows, grad_loss, ctx.backend)
         return rows, None, None, None, None, None, None
+
+
+def masked_lm_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bias: Optional[torch.Tensor] = None,
+    positions: Optional[torch.Tensor] = None,
+    max_rows: Optional[int] = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
+    normalizer=None,
+    chunk_size: Optional[int] = None,
+    return_dropped: bool = False,
+    validate: bool = False,
+    backend: str = "auto",
+):
+    """The masked-LM head and its cross-entropy on the predicted rows only:
+    masked_cross_entropy(hidden @ weight.T + bias, labels) without the [rows, V] logits, and without
+    the matmul on ignored rows. docs/lm_loss.md has the details.
+
+    hidden [B, L, D] or [N, D]; weight [V, D] (e.g. tied input embeddings); labels [B, L] or [N]
+    (ignore_index where nothing is predicted); bias [V]. The rows come from, in this order:
+    `positions` ([B, K] positions into L, or [K] rows of N; -1 = an empty slot), e.g.
+    mask_tokens(max_predictions=K).positions; or the labelled rows compacted into a fixed capacity of
+    `max_rows` (labelled rows beyond it, in row order, are dropped and counted: return_dropped=True
+    returns that count as a device tensor; validate=True raises instead); or every labelled row.
+    Shapes are static on a GPU and under torch.compile; on a CPU in eager mode the rows are compacted
+    exactly (there is no device to sync with), which gives the same loss.
+
+    Returns the loss (reduction "mean"/"sum": a scalar; "none": per row of the selection, shaped
+    like positions, [max_rows], or labels), and the dropped count with return_dropped=True.
+    """
+    from . import _lm_head
+
+    check_backend(backend)
+    check_tensor("hidden", hidden, dtypes=_FLOATS, ndim=hidden.dim() if hidden.dim() in (2, 3) else 2)
+    check_tensor("weight", weight, dtypes=(hidden.dtype,), ndim=2)
+    check_tensor("labels", labels, dtypes=_INT_IDS, ndim=hidden.dim() - 1)
+    dim = hidden.shape[-1]
+    vocab = weight.shape[0]
+    device = hidden.device
+    if weight.shape[1] != dim or weight.device != device or vocab == 0:
+        raise ValueError(f"weight: expected [V >= 1, {dim}] on {device} to match hidden, got {tuple(weight.shape)} on {weight.device}")
+    if labels.shape != hidden.shape[:-1] or labels.device != device:
+        raise ValueError(f"labels: expected shape {tuple(hidden.shape[:-1])} on {device} to match hidden, got {tuple(labels.shape)} on {labels.device}")
+    if bias is not None:
+        check_tensor("bias", bias, dtypes=(hidden.dtype,), ndim=1)
+        if bias.shape[0] != vocab or bias.device != device:
+            raise ValueError(f"bias: expected [{vocab}] on {device} to match weight, got {tuple(bias.shape)} on {bias.device}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    if normalizer is not None and reduction == "none":
+        raise ValueError("normalizer: divides a summed loss; use it with reduction 'mean' or 'sum', not 'none'")
+    ignore_index = check_int("ignore_index", ignore_index, -(1 << 63), 1 << 63)
+    label_smoothing = _check_float("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    z_loss = _check_float("z_loss", z_loss, 0.0, float("inf"))
+    softcap = 0.0 if softcap is None else _check_float("softcap", softcap, 0.0, float("inf"), low_open=True)
+    chunk_size = _lm_head.default_chunk_size(vocab, device) if chunk_size is None else check_int("chunk_size", chunk_size, 1, _MAX_LENGTH)
+    if max_rows is not None:
+        max_rows = check_int("max_rows", max_rows, 1, _MAX_LENGTH)
+
+    flat_hidden = hidden.reshape(-1, dim)
+    flat_labels = labels.reshape(-1)
+    # Exact compaction where it costs no sync (a CPU, eager) and the output shape does not show it.
+    static = device.type != "cpu" or torch.compiler.is_compiling() or reduction == "none"
+    host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling())  # GPUs: validate only
+    if host_checks:
+        _check_labels(flat_labels, ignore_index, vocab)
+    index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)
+    safe = index.clamp(min=0)
+    rows = flat_hidden.index_select(0, safe)
+    row_labels = torch.where(index >= 0, flat_labels.index_select(0, safe), ignore_index)
+
+    options = _lm_head.HeadOptions(ignore_index, label_smoothing, z_loss, softcap, backend, chunk_size)
+    if reduction == "none" or not torch.is_grad_enabled():
+        loss = _lm_head.RowHeadLoss.apply(rows, weight, bias, row_labels, options)
+        if reduction == "none":
+            loss = _lm_output_rows(loss, labels, positions, max_rows)
+        else:
+            loss = _reduce(loss, _row_weights(row_labels, None, ignore_index, vocab, rows), reduction, normalizer)
+    else:
+        row_weight = _row_weights(row_labels, None, ignore_index, vocab, rows)
+        scale = 1 / _denominator(reduction, normalizer, row_weight)
+        loss = _lm_head.SummedHeadLoss.apply(rows, weight, bias, row_labels, scale, options)
+    loss = loss.to(hidden.dtype)
+    return (loss, dropped) if return_dropped else loss
+
+
+def _lm_rows(labels, shape, positions, max_rows, ignore_index, validate, static, host_checks):
+    """(flat row index [R] with -1 for an empty slot, dropped-row count as an int64 0-d tensor)."""
+    device = labels.device
+    total = labels.shape[0]
+    no_drop = torch.zeros((), dtype=torch.int64, device=device)
+    if positions is not None:
+        batched = len(shape) == 2
+        check_tensor("positions", positions, dtypes=_INT_IDS, ndim=2 if batched else 1)
+        rows = shape[0] if batched else 1
+        span = shape[1] if batched else total
+        if positions.device != device or (batched and positions.shape[0] != rows):
+            raise ValueError(f"positions: expected [{rows}, K] positions on {device}, got {tuple(positions.shape)} on {positions.device}")
+        if host_checks:
+            bad = (positions < -1) | (positions >= span)
+            if bool(bad.any()):
+                raise ValueError(f"positions: expected positions in [0, {span}) or -1 for an empty slot, got {int(positions[bad][0])}")
+        offsets = (torch.arange(rows, device=device) * span).reshape(-1, 1) if batched else 0
+        positions = positions.to(torch.int64)
+        # Outside [0, span) reads nothing (unchecked on a GPU without validate): an empty slot.
+        index = torch.where((positions >= 0) & (positions < span), positions + offsets, -1).reshape(-1)
+        if not static:  # exact on a CPU: only the labelled rows
+            index = index[labels.index_select(0, index.clamp(min=0)).ne(ignore_index) & (index >= 0)]
+        return index, no_drop
+    kept = labels != ignore_index
+    if not static:
+        index = kept.nonzero().reshape(-1)
+        if max_rows is None:
+            return index, no_drop
+        dropped = torch.tensor(max(index.shape[0] - max_rows, 0), device=device)
+        if validate and int(dropped) > 0:
+            raise ValueError(f"max_rows: {index.shape[0]} labelled rows exceed the capacity of {max_rows}")
+        return index[:max_rows], dropped
+    if max_rows is None:  # every row, labelled or not: a static shape
+        return torch.arange(total, device=device), no_drop
+    rank = kept.cumsum(0) - 1
+    slots = torch.full((max_rows + 1,), -1, dtype=torch.int64, device=device)
+    slots.scatter_(0, torch.where(kept & (rank < max_rows), rank, max_rows), torch.arange(total, device=device))
+    dropped = (kept.sum() - max_rows).clamp(min=0)
+    if validate and bool(dropped > 0):
+        raise ValueError(f"max_rows: {int(kept.sum())} labelled rows exceed the capacity of {max_rows}")
+    return slots[:max_rows], dropped
+
+
+def _lm_output_rows(loss, labels, positions, max_rows):
+    """Per-row losses of reduction "none" in the selection's static shape: like positions, [max_rows]
+    or like labels."""
+    if positions is not None:
+        return loss.reshape(positions.shape)
+    return loss if max_rows is not None else loss.reshape(labels.shape)

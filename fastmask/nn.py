@@ -37,3 +37,38 @@ class MaskedCrossEntropyLoss(torch.nn.Module):
             label_smoothing=self.label_smoothing, weight=self.weight, z_loss=self.z_loss, softcap=self.softcap,
             normalizer=normalizer, inplace_backward=self.inplace_backward, backend=self.backend,
         )
+
+
+class MaskedLMLoss(torch.nn.Module):
+    """The masked-LM head's loss on the predicted rows only: fastmask.masked_lm_loss with its options
+    fixed at construction. forward(hidden, weight, labels, bias=None, positions=None, normalizer=None)
+    takes the head's weight (and bias) as arguments, so tied embeddings stay where the model keeps
+    them. With max_rows, `dropped_rows` holds the last call's count of labelled rows beyond the
+    capacity (an int64 device tensor: reading it syncs)."""
+
+    def __init__(
+        self,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: Optional[float] = None,
+        max_rows: Optional[int] = None,
+        chunk_size: Optional[int] = None,
+        validate: bool = False,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.z_loss, self.softcap, self.max_rows, self.chunk_size = z_loss, softcap, max_rows, chunk_size
+        self.validate, self.backend = validate, backend
+        self.dropped_rows: Optional[torch.Tensor] = None
+
+    def forward(self, hidden, weight, labels, bias=None, positions=None, normalizer=None) -> torch.Tensor:
+        loss, self.dropped_rows = functional.masked_lm_loss(
+            hidden, weight, labels, bias=bias, positions=positions, max_rows=self.max_rows,
+            ignore_index=self.ignore_index, reduction=self.reduction, label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss, softcap=self.softcap, normalizer=normalizer, chunk_size=self.chunk_size,
+            return_dropped=True, validate=self.validate, backend=self.backend,
+        )
+        return loss

@@ -159,3 +159,50 @@ def test_main_runs_the_masking_family(tmp_path, monkeypatch):
 def test_main_refuses_cuda_without_a_gpu(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["--device", "cuda", "--csv", str(tmp_path / "out.csv")])
+
+
+def test_peak_bytes_counts_new_storages_while_alive_not_views():
+    from fastmask.bench.memory import peak_bytes
+
+    existing = torch.zeros(1 << 16)
+
+    def fn():
+        a = torch.empty(1000, dtype=torch.float32)  # 4000 bytes
+        b = torch.empty(500, dtype=torch.float64)  # 4000 more, while a is alive
+        del a, b
+        c = torch.empty(100, dtype=torch.uint8)  # after both are freed
+        existing.t()  # a view: no new memory
+        existing.add_(1)  # in place: none either
+        return c
+
+    assert peak_bytes(fn, "cpu") == 8000
+
+
+def test_sparse_loss_providers_agree_and_record_memory(tmp_path, monkeypatch):
+    from fastmask.bench.cases import sparse_loss
+
+    monkeypatch.setattr(sparse_loss, "QUICK_CPU_SHAPES", [(2, 32, 8, 300)])
+    (case,) = FAMILIES["sparse_loss"]("cpu", True)
+    losses = {name: float(fn()) for name, fn in case.providers.items()}
+    assert set(losses) == {"dense Linear+CE", "torch boolean-index", "fastmask-cpp"}
+    assert max(losses.values()) - min(losses.values()) < 1e-5
+    path = tmp_path / "out.csv"
+    cli.main(["--quick", "--only", "sparse_loss", "--csv", str(path)])
+    with path.open(newline="") as f:
+        got = {(r["provider"], r["metric"]): float(r["median"]) for r in csv.DictReader(f)}
+    floor = (2 * 32 * 8 + 300 * 8 + 300) * 4  # the three gradients
+    for provider in losses:
+        assert got[(provider, "peak_bytes")] >= floor
+        assert got[(provider, "workspace_bytes")] == got[(provider, "peak_bytes")] - floor
+    assert got[("fastmask-cpp", "workspace_bytes")] < got[("dense Linear+CE", "workspace_bytes")]
+
+
+def test_unavailable_peers_get_a_row_saying_why():
+    from fastmask.bench.cases import Case
+    from fastmask.bench.timing import Timing
+
+    case = Case("x", "y", "1", {"a": lambda: None}, "a", 1, "items", unavailable={"peer": "not importable (no module)"})
+    env = dict(device="d", torch="t", triton="tr", commit="c", date="now")
+    rows = cli._rows(case, "y/1t", {"a": Timing(1.0, 0.9, 1.1, 3)}, {}, env)
+    (row,) = [r for r in rows if r.provider == "peer"]
+    assert row.metric == "unavailable: not importable (no module)"

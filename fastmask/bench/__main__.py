@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from . import results
 from .cases import FAMILIES, Case
+from .memory import peak_bytes
 from .timing import Timing, time_cpu, time_gpu
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     console = Console(width=None if sys.stdout.isatty() else 132)
     env = results.environment(args.device)
     path = args.csv or results.default_csv_path(env["device"])
-    table = Table(Column("case", no_wrap=True), "shape", "provider", "median", "p20-p80", "throughput", "vs baseline",
+    table = Table(Column("case", no_wrap=True), "shape", "provider", "median", "p20-p80", "throughput", "vs baseline", "peak memory (workspace)",
                   title=f"{env['device']}, torch {env['torch']}, triton {env['triton']}, commit {env['commit']}")
     rows: list[results.Row] = []
     previous_threads = torch.get_num_threads()
@@ -46,9 +47,10 @@ def main(argv: list[str] | None = None) -> None:
                 # Threads only matter on the CPU; they go in the case name so 1t and 8t rows never mix.
                 name = case.name if args.device == "cuda" else f"{case.name}/{args.threads}t"
                 with console.status(f"{family}: {name} {case.shape}"):
-                    timings = {p: _time(fn, args.device) for p, fn in case.providers.items()}
-                rows += _rows(case, name, timings, env)
-                _add_to_table(table, case, name, timings)
+                    timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
+                    memory = {p: peak_bytes(fn, args.device) for p, fn in case.providers.items()} if case.memory else {}
+                rows += _rows(case, name, timings, memory, env)
+                _add_to_table(table, case, name, timings, memory)
     finally:
         torch.set_num_threads(previous_threads)
     console.print(table)
@@ -56,11 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"appended {len(rows)} rows to {path}", soft_wrap=True, markup=False)
 
 
-def _time(fn, device: str) -> Timing:
-    return time_gpu(fn) if device == "cuda" else time_cpu(fn)
+def _time(fn, device: str, repeats: int) -> Timing:
+    return time_gpu(fn) if device == "cuda" else time_cpu(fn, repeats=repeats, warmup=1 if repeats < 10 else 3)
 
 
-def _rows(case: Case, name: str, timings: dict[str, Timing], env: dict[str, str]) -> list[results.Row]:
+def _rows(case: Case, name: str, timings: dict[str, Timing], memory: dict[str, int], env: dict[str, str]) -> list[results.Row]:
     base = timings[case.baseline]
     rows = []
     for provider, t in timings.items():
@@ -72,10 +74,16 @@ def _rows(case: Case, name: str, timings: dict[str, Timing], env: dict[str, str]
         rows.append(row(f"{case.unit}_per_s", case.work / t.median, case.work / t.p80, case.work / t.p20))
         if provider != case.baseline:
             rows.append(row(f"speedup_vs_{case.baseline}", base.median / t.median))
+        if provider in memory:
+            rows.append(row("peak_bytes", memory[provider]))
+            if case.memory_floor:
+                rows.append(row("workspace_bytes", memory[provider] - case.memory_floor))
+    for provider, why in case.unavailable.items():  # a peer that could not run here says so in the CSV
+        rows.append(results.Row(name, case.shape, provider, f"unavailable: {why}", float("nan"), None, None, **env))
     return rows
 
 
-def _add_to_table(table: Table, case: Case, name: str, timings: dict[str, Timing]) -> None:
+def _add_to_table(table: Table, case: Case, name: str, timings: dict[str, Timing], memory: dict[str, int]) -> None:
     base = timings[case.baseline]
     for provider, t in timings.items():
         ratio = base.median / t.median
@@ -84,8 +92,17 @@ def _add_to_table(table: Table, case: Case, name: str, timings: dict[str, Timing
         scale, unit = _time_unit(t.median)
         table.add_row(name, case.shape, provider, f"{t.median / scale:.3g} {unit}",
                       f"{t.p20 / scale:.3g}-{t.p80 / scale:.3g} {unit}", _rate(case.work / t.median, case.unit),
-                      versus)
+                      versus, _memory(memory.get(provider), case.memory_floor))
+    for provider, why in case.unavailable.items():
+        table.add_row(name, case.shape, provider, "-", "-", "-", f"not run: {why}", "")
     table.add_section()
+
+
+def _memory(peak, floor) -> str:
+    if peak is None:
+        return ""
+    text = f"{peak / 2**20:.1f} MiB"
+    return f"{text} ({(peak - floor) / 2**20:.1f} MiB)" if floor else text
 
 
 def _rate(per_second: float, unit: str) -> str:

@@ -15,9 +15,16 @@ class Case:
     baseline: str  # the provider that speedups are measured against
     work: int  # units of work per call, for the throughput
     unit: str  # what `work` counts, e.g. "words" (metric "words_per_s")
+    repeats: int = 25  # timed samples per provider on a CPU; fewer for seconds-long calls
+    memory: bool = False  # also record each provider's peak memory (metric "peak_bytes")
+    # Bytes every provider must allocate whatever it does (e.g. the gradients it returns): with it,
+    # the "workspace_bytes" metric is the peak above it, the memory a provider could have saved.
+    memory_floor: int = 0
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peer -> why it did not run here
 
 
 # Imported after Case, which the family modules use.
-from . import loss, masking, rng  # noqa: E402
+from . import loss, masking, rng, sparse_loss  # noqa: E402
 
-FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"loss": loss.cases, "masking": masking.cases, "rng": rng.cases}
+FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"loss": loss.cases, "masking": masking.cases, "rng": rng.cases,
+             "sparse_loss": sparse_loss.cases}

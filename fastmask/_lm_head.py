@@ -1,0 +1,138 @@
+"""The LM head and its cross-entropy over a few gathered rows, chunked over rows so the [rows, V]
+logits never exist whole (docs/lm_loss.md). Built on torch's BLAS (torch.mm/addmm) and the
+cross-entropy ops of _library; the functional layer (masked_lm_loss) chooses rows and reduction.
+
+Two autograd paths:
+- a summed loss (reduction "mean"/"sum"): the forward computes the gradients as well, one chunk at
+  a time (logits -> in-place CE gradient -> grad_hidden and grad_weight), so the backward only
+  rescales them by the upstream gradient, on the device and only where it is not 1: 3 matmuls in all;
+- per-row losses (reduction "none"), or no gradient wanted: the forward keeps the log-sum-exp, the
+  backward recomputes each chunk's logits: 4 matmuls.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from .reference.cross_entropy import accumulation_dtype
+
+# Rows per chunk, by default: about 2^22 logits (16 MiB in fp32) per chunk on a CPU, 2^24 on a GPU
+# (whose matmuls need more rows to reach peak), at least 16 rows; a power of two. Large enough that
+# each matmul runs near the BLAS's peak, small enough to stay a fraction of the [V, D] weight
+# gradient that the loss returns anyway.
+_CHUNK_LOGITS = {"cpu": 1 << 22, "cuda": 1 << 24}
+_MIN_CHUNK = 16
+
+
+def default_chunk_size(vocab: int, device: torch.device) -> int:
+    rows = max(_MIN_CHUNK, _CHUNK_LOGITS.get(device.type, 1 << 22) // max(vocab, 1))
+    return 1 << (rows.bit_length() - 1)
+
+
+class HeadOptions(NamedTuple):
+    """The cross-entropy options (as the ce ops take them) and the chunk size."""
+
+    ignore_index: int
+    label_smoothing: float
+    z_loss: float
+    softcap: float
+    backend: str
+    chunk_size: int
+
+    @property
+    def ce(self) -> tuple:
+        return self.ignore_index, self.label_smoothing, self.z_loss, self.softcap, self.backend
+
+
+def _logits(rows: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    if bias is None:
+        return torch.mm(rows, weight.t())
+    return torch.addmm(bias, rows, weight.t())
+
+
+def _chunks(total: int, size: int):
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+class SummedHeadLoss(torch.autograd.Function):
+    """scale * sum_i loss_i over rows h [R, D]; gradients computed in the forward for an upstream
+    gradient of 1, rescaled in backward."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, labels, scale, options: HeadOptions):
+        want_rows, want_weight, want_bias = ctx.needs_input_grad[:3]
+        acc = accumulation_dtype(rows)
+        total = rows.new_zeros((), dtype=acc)
+        grad_rows = torch.empty_like(rows) if want_rows else None
+        # Summed over chunks in the accumulation dtype: fp16/bf16 sums of many chunks lose bits.
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_weight else None
+        grad_bias = torch.zeros(bias.shape, dtype=acc, device=bias.device) if want_bias else None
+        for start, end in _chunks(rows.shape[0], options.chunk_size):
+            chunk = rows[start:end]
+            logits = _logits(chunk, weight, bias)
+            loss, _ = torch.ops.fastmask.ce_forward_inplace(logits, labels[start:end], None, scale, *options.ce)
+            total = total + loss.sum()
+            grad_logits = logits  # overwritten with scale * dloss/dlogits
+            if want_rows:
+                torch.mm(grad_logits, weight, out=grad_rows[start:end])
+            if want_weight:
+                grad_weight.addmm_(grad_logits.t().to(acc), chunk.to(acc))
+            if want_bias:
+                grad_bias.add_(grad_logits.sum(0, dtype=acc))
+            del logits, grad_logits  # before the next chunk's logits exist
+        saved = [g if g is None else g.to(dtype) for g, dtype in
+                 ((grad_rows, rows.dtype), (grad_weight, weight.dtype), (grad_bias, None if bias is None else bias.dtype))]
+        ctx.save_for_backward(*saved)
+        ctx.backend = options.backend
+        return total * scale
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = []
+        for grad in ctx.saved_tensors:
+            if grad is not None:
+                flat = grad.reshape(1, -1) if grad.dim() == 1 else grad
+                torch.ops.fastmask.scale_grad(flat, grad_loss, ctx.backend)
+            grads.append(grad)
+        return grads[0], grads[1], grads[2], None, None, None
+
+
+class RowHeadLoss(torch.autograd.Function):
+    """Per-row losses [R]; backward recomputes each chunk's logits from the saved log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, labels, options: HeadOptions):
+        losses, lses = [], []
+        for start, end in _chunks(rows.shape[0], options.chunk_size):
+            loss, lse = torch.ops.fastmask.ce_forward(_logits(rows[start:end], weight, bias), labels[start:end], None, *options.ce)
+            losses.append(loss)
+            lses.append(lse)
+        acc = accumulation_dtype(rows)
+        loss = torch.cat(losses) if losses else rows.new_zeros(0, dtype=acc)
+        ctx.save_for_backward(rows, weight, bias, labels, torch.cat(lses) if lses else loss)
+        ctx.options = options
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        rows, weight, bias, labels, lse = ctx.saved_tensors
+        options = ctx.options
+        want_rows, want_weight, want_bias = ctx.needs_input_grad[:3]
+        acc = accumulation_dtype(rows)
+        grad_rows = torch.empty_like(rows) if want_rows else None
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_weight else None
+        grad_bias = torch.zeros(bias.shape, dtype=acc, device=bias.device) if want_bias else None
+        for start, end in _chunks(rows.shape[0], options.chunk_size):
+            chunk = rows[start:end]
+            grad_logits = torch.ops.fastmask.ce_backward(
+                _logits(chunk, weight, bias), labels[start:end], None, lse[start:end], grad_loss[start:end], *options.ce)
+            if want_rows:
+                torch.mm(grad_logits, weight, out=grad_rows[start:end])
+            if want_weight:
+                grad_weight.addmm_(grad_logits.t().to(acc), chunk.to(acc))
+            if want_bias:
+                grad_bias.add_(grad_logits.sum(0, dtype=acc))
+            del grad_logits
+        return (grad_rows, None if grad_weight is None else grad_weight.to(weight.dtype),
+                None if grad_bias is None else grad_bias.to(bias.dtype), None, None)
