@@ -19,7 +19,7 @@ test: install
 	FASTMASK_REQUIRE_CPP=1 $(PYTHON) -m pytest
 
 demo: install
-	$(PYTHON) -m fastmask.bench --quick
+	$(PYTHON) -m fastmask.demo
 
 bench: install
 	$(PYTHON) -m pytest bench --benchmark-only

@@ -13,6 +13,8 @@ struct IntView {
   int64_t stride0 = 0, stride1 = 0;
 };
 
+enum WordSource : int { kNoWordSource = 0, kWordCodes = 1, kWordIds = 2, kWordOffsets = 3, kWordTable = 4 };
+
 struct MaskTokensArgs {
   // inputs
   IntView ids;             // [batch, length], int32 or int64
@@ -24,6 +26,15 @@ struct MaskTokensArgs {
   IntView special_mask;    // optional [batch, length]: bool / uint8 / int32 / int64
   IntView attention_mask;  // optional [batch, length]
   IntView lengths;         // optional [batch]
+  // Whole-word masking (purpose WHOLE_WORD) when word_source is not kNoWordSource; `words` is then:
+  //   kWordCodes:   uint8 [batch, length] codes (fastmask/words.py): 0 continues the word, 1 starts one, 2 no word
+  //   kWordIds:     int32/int64 [batch, length] word ids: a run of equal ids is a word, a negative id no word
+  //   kWordOffsets: int32/int64 [batch, length, 2] offsets (start at stride 0 * b + stride1 * i, end at
+  //                 word_pair_stride past it): a token whose start equals the previous token's end continues
+  //   kWordTable:   bool/uint8/int32/int64 [vocab_size] (stride0): table[id] == 0 continues the word
+  int word_source = 0;
+  IntView words;
+  int64_t word_pair_stride = 0;
   IntView replace_table;   // optional [replace_count]
   int64_t replace_count;
   int64_t mask_token_id;

@@ -14,6 +14,7 @@ from ._backend import resolve_backend
 from .cpp import rng as cpp_rng
 from .reference import rng as reference_rng
 from .reference.cross_entropy import accumulation_dtype
+from .words import word_codes
 
 
 def _triton_rng():
@@ -78,7 +79,7 @@ def _masking_module(chosen: str):
 
 
 def mask_tokens_impl(
-    ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
+    ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table, replace_count,
     mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend,
 ):
     chosen = resolve_backend(backend, ids.device)
@@ -86,26 +87,30 @@ def mask_tokens_impl(
         keys = torch.arange(ids.shape[0], device=ids.device)
     args = (ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table,
             replace_count, mask_token_id, views, exact, max_predictions, ignore_index)
-    if chosen == "cpp":
-        return _masking_module(chosen).mask_tokens(*args, vocab_size=vocab_size)
-    return _masking_module(chosen).mask_tokens(*args)
+    if chosen == "cpp":  # reads any form of `words` in place
+        return _masking_module(chosen).mask_tokens(*args, vocab_size=vocab_size, words=words)
+    if words is not None:
+        words = word_codes(ids, words)
+    return _masking_module(chosen).mask_tokens(*args, words=words)
 
 
 @torch.library.custom_op("fastmask::mask_tokens", mutates_args=())
 def mask_tokens(
     ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], thresholds: torch.Tensor, special_ids: torch.Tensor,
     special_mask: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
-    replace_table: Optional[torch.Tensor], replace_count: int, mask_token_id: int, views: int, exact: bool,
-    max_predictions: int, ignore_index: int, vocab_size: int, backend: str,
+    words: Optional[torch.Tensor], replace_table: Optional[torch.Tensor], replace_count: int, mask_token_id: int,
+    views: int, exact: bool, max_predictions: int, ignore_index: int, vocab_size: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """words: None (token masking) or one word source (whole-word masking): uint8 [B, L] codes, word ids
+    [B, L], offsets [B, L, 2] or a [vocab] table, told apart by fastmask.words.word_codes."""
     return mask_tokens_impl(
-        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-        mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend,
+        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,
+        replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend,
     )
 
 
 @mask_tokens.register_fake
-def _(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
+def _(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table, replace_count,
       mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend):
     rows, length = ids.shape[0] * views, ids.shape[1]
     return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
@@ -198,3 +203,152 @@ def scale_grad(grad: torch.Tensor, scale: torch.Tensor, backend: str) -> None:
 @scale_grad.register_fake
 def _(grad, scale, backend):
     return None
+
+
+# --- T5 span corruption / UL2 (fastmask/t5.py, docs/t5.md) ------------------------------------
+
+
+def _t5_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import t5
+    elif chosen == "triton":
+        from .triton import t5
+    else:
+        from .reference import t5
+    return t5
+
+
+def span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+    chosen = resolve_backend(backend, ids.device)
+    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
+        keys = torch.arange(ids.shape[0], device=ids.device)
+    return _t5_module(chosen).span_corruption(
+        ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw)
+
+
+@torch.library.custom_op("fastmask::span_corruption", mutates_args=())
+def span_corruption(
+    ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], table: torch.Tensor, sentinels: torch.Tensor,
+    eos: int, pad: int, input_length: int, target_length: int, draw: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend)
+
+
+@span_corruption.register_fake
+def _(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+    rows = ids.shape[0]
+    lengths = [ids.new_empty(rows, dtype=torch.int64) for _ in range(3)]
+    return (ids.new_empty(rows, input_length), ids.new_empty(rows, target_length), *lengths)
+
+
+# --- span / n-gram masking (fastmask/spans.py, docs/spans.md) ------------------------------------
+
+
+def _spans_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import spans
+    elif chosen == "triton":
+        from .triton import spans
+    else:
+        from .reference import spans
+    return spans
+
+
+def mask_spans_impl(
+    ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table, replace_count,
+    mask_token_id, max_predictions, ignore_index, vocab_size, backend,
+):
+    chosen = resolve_backend(backend, ids.device)
+    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
+        keys = torch.arange(ids.shape[0], device=ids.device)
+    if words is not None:
+        words = word_codes(ids, words)
+    args = (ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
+            replace_count, mask_token_id, max_predictions, ignore_index)
+    if chosen == "cpp":
+        return _spans_module(chosen).mask_spans(*args, vocab_size=vocab_size)
+    return _spans_module(chosen).mask_spans(*args)
+
+
+@torch.library.custom_op("fastmask::mask_spans", mutates_args=())
+def mask_spans(
+    ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], thresholds: torch.Tensor, table: torch.Tensor,
+    special_ids: torch.Tensor, special_mask: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor],
+    words: Optional[torch.Tensor], replace_table: Optional[torch.Tensor], replace_count: int, mask_token_id: int,
+    max_predictions: int, ignore_index: int, vocab_size: int, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """words: None (every token its own word) or one word source, as mask_tokens."""
+    return mask_spans_impl(
+        ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
+        replace_count, mask_token_id, max_predictions, ignore_index, vocab_size, backend,
+    )
+
+
+@mask_spans.register_fake
+def _(ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table, replace_count,
+      mask_token_id, max_predictions, ignore_index, vocab_size, backend):
+    rows, length = ids.shape
+    return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
+
+
+# --- image and patch masking (fastmask/image.py, docs/image.md) ------------------------------
+
+
+def _image_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import image
+    elif chosen == "triton":
+        from .triton import image
+    else:
+        from .reference import image
+    return image
+
+
+def _image_keys(keys, batch, device, chosen):
+    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
+        return torch.arange(batch, device=device)
+    return keys
+
+
+def block_mask_impl(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend):
+    chosen = resolve_backend(backend, seed.device)
+    keys = _image_keys(keys, batch, seed.device, chosen)
+    if chosen == "cpp":
+        from .cpp import image
+        return image.block_mask(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact)
+    return _image_module(chosen).block_mask(seed, keys, cum, shapes, height, width, target, max_attempts, exact)
+
+
+@torch.library.custom_op("fastmask::block_mask", mutates_args=())
+def block_mask(
+    seed: torch.Tensor, keys: Optional[torch.Tensor], cum: torch.Tensor, shapes: torch.Tensor, batch: int, height: int,
+    width: int, target: int, max_attempts: int, exact: bool, backend: str,
+) -> torch.Tensor:
+    return block_mask_impl(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend)
+
+
+@block_mask.register_fake
+def _(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend):
+    return seed.new_empty((batch, height, width), dtype=torch.bool)
+
+
+def patch_shuffle_impl(seed, keys, batch, length, keep, backend):
+    chosen = resolve_backend(backend, seed.device)
+    keys = _image_keys(keys, batch, seed.device, chosen)
+    if chosen == "cpp":
+        from .cpp import image
+        return image.patch_shuffle(seed, keys, batch, length, keep)
+    return _image_module(chosen).patch_shuffle(seed, keys, length, keep)
+
+
+@torch.library.custom_op("fastmask::patch_shuffle", mutates_args=())
+def patch_shuffle(
+    seed: torch.Tensor, keys: Optional[torch.Tensor], batch: int, length: int, keep: int, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return patch_shuffle_impl(seed, keys, batch, length, keep, backend)
+
+
+@patch_shuffle.register_fake
+def _(seed, keys, batch, length, keep, backend):
+    return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
+            seed.new_empty((batch, length), dtype=torch.int64))

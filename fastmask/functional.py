@@ -6,10 +6,12 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
+from .cpp import masking as _cpp_masking
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
 from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
+from . import words as _words
 from .reference.cross_entropy import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
@@ -17,6 +19,7 @@ __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_los
 _MAX_LENGTH = 1 << 31  # positions are one uint32 counter word; index math elsewhere assumes < 2^31
 _INT_IDS = (torch.int64, torch.int32)
 _MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
+_ID_LIMITS = {dtype: torch.iinfo(dtype).max + 1 for dtype in _INT_IDS}
 
 
 def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
@@ -62,6 +65,9 @@ def mask_tokens(
     special_tokens_mask: Optional[torch.Tensor] = None,
     attention_mask: Optional[torch.Tensor] = None,
     lengths: Optional[torch.Tensor] = None,
+    word_ids: Optional[torch.Tensor] = None,
+    offset_mapping: Optional[torch.Tensor] = None,
+    word_table: Optional[torch.Tensor] = None,
     mlm_probability=0.15,
     mask_replace_prob=0.8,
     random_replace_prob=0.1,
@@ -77,6 +83,11 @@ def mask_tokens(
     exact counts, a prediction set apart from the corrupted set, views and a fixed capacity.
     docs/masking.md defines every argument and the algorithm.
 
+    Whole-word masking: pass one word source, `word_ids` ([B, L], runs of equal ids, negative for
+    no word), `offset_mapping` ([B, L, 2], HF's rule) or `word_table` ([vocab_size] "starts a
+    word", from fastmask.word_start_table); words are then selected, corrupted, predicted, split
+    into views and counted as wholes (docs/masking.md#whole-word-masking).
+
     Returns MaskedTokens(input_ids, labels, positions): new tensors of input_ids' dtype, shape
     [B * views, L] ordered by (row, view) ([L] for 1-D input and one view); positions int64
     [B * views, max_predictions] padded with -1, or None.
@@ -88,10 +99,12 @@ def mask_tokens(
     batch, length = ids.shape
     device = ids.device
     check_int("sequence length", length, 0, _MAX_LENGTH)
-    id_limit = torch.iinfo(ids.dtype).max + 1
+    id_limit = _ID_LIMITS[ids.dtype]
 
     if vocab_size is not None:
         vocab_size = check_int("vocab_size", vocab_size, 1, min(id_limit, _MAX_LENGTH))  # (w * V) >> 32 in int64
+    if word_table is not None:
+        vocab_size = _check_word_table(word_table, vocab_size, device, min(id_limit, _MAX_LENGTH))
     mask_token_id = check_int("mask_token_id", mask_token_id, 0, vocab_size or id_limit)
     ignore_index = check_int("ignore_index", ignore_index, -id_limit, id_limit)
     views = check_int("views", views, 1, 1 << 16)
@@ -113,6 +126,7 @@ def mask_tokens(
             raise ValueError(f"lengths: expected {batch} lengths on {device}, got {tuple(lengths.shape)} on {lengths.device}")
     if keys is not None:
         keys = _keys(keys, batch, device)  # None: the row index, supplied by the backend
+    words = _word_source(ids, one_row, word_ids, offset_mapping, word_table)
 
     thresholds = _thresholds(mlm_probability, prediction_probability, mask_replace_prob, random_replace_prob, device, validate)
     replace_table, replace_count = _replacements(replace_ids, specials, vocab_size, random_replace_prob, device, validate)
@@ -123,9 +137,11 @@ def mask_tokens(
 
     seed = resolve_seed(seed, device)
     special_tensor = _constant(specials, device)
+    # Eager C++ skips mask_tokens_impl's second backend resolution (a few microseconds of a small call).
+    impl = _cpp_mask_tokens if chosen == "cpp" else _library.mask_tokens_impl
     out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_tokens, _library.mask_tokens_impl,
-        ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, replace_table, replace_count,
+        torch.ops.fastmask.mask_tokens, impl,
+        ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, words, replace_table, replace_count,
         mask_token_id, views, exact, max_predictions or 0, ignore_index, vocab_size or 0, backend,
     )
     if one_row and views == 1:
@@ -133,8 +149,62 @@ def mask_tokens(
     return MaskedTokens(out_ids, labels, positions if max_predictions else None)
 
 
+def _cpp_mask_tokens(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,
+                     replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend):
+    """_library.mask_tokens_impl for a backend already resolved to C++: the same call."""
+    return _cpp_masking.mask_tokens(
+        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
+        mask_token_id, views, exact, max_predictions, ignore_index, vocab_size=vocab_size, words=words,
+    )
+
+
+_OFFSET_DTYPES = (torch.int64, torch.int32)
+_TABLE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
+
+
+def _check_word_table(table, vocab_size, device, id_limit) -> int:
+    """The vocabulary size a word table implies: its length, which must equal vocab_size if given."""
+    check_tensor("word_table", table, dtypes=_TABLE_DTYPES, ndim=1)
+    if table.device != device:
+        raise ValueError(f"word_table: expected a tensor on {device} like input_ids, got {table.device}")
+    size = table.shape[0]
+    if vocab_size is None:  # the table's length is the vocabulary: ids are checked against it
+        if not 0 < size < id_limit:
+            raise ValueError(f"word_table: expected one entry per token id, between 1 and {id_limit - 1}, got {size}")
+        return size
+    if size != vocab_size:
+        raise ValueError(f"word_table: expected {vocab_size} entries (vocab_size), got {size}")
+    return vocab_size
+
+
+def _word_source(ids, one_row, word_ids, offset_mapping, word_table) -> Optional[torch.Tensor]:
+    """The one word source given, checked, in the op's `words` form (fastmask.words.word_codes): word
+    ids [B, L], offsets [B, L, 2] or the table [vocab]; or None. Passed as is: the C++ kernel reads it
+    in place (no per-token codes), the other backends turn it into codes."""
+    given = [name for name, value in (("word_ids", word_ids), ("offset_mapping", offset_mapping), ("word_table", word_table))
+             if value is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ValueError(f"{', '.join(given)}: pass one word source, got {len(given)}")
+    if word_ids is not None:
+        word_ids = _rows(word_ids, one_row)
+        check_same_shape("word_ids", word_ids, ids, dtypes=_INT_IDS)
+        return word_ids
+    if offset_mapping is not None:
+        check_tensor("offset_mapping", offset_mapping, dtypes=_OFFSET_DTYPES, ndim=2 if one_row else 3)
+        offsets = offset_mapping.unsqueeze(0) if one_row else offset_mapping
+        if offsets.shape != (*ids.shape, 2):
+            raise ValueError(f"offset_mapping: expected shape {(*ids.shape, 2)[one_row:]} (input_ids' shape, then "
+                             f"start and end), got {tuple(offset_mapping.shape)}")
+        if offsets.device != ids.device:
+            raise ValueError(f"offset_mapping: expected a tensor on {ids.device} like input_ids, got {offsets.device}")
+        return offsets
+    return word_table  # checked by _check_word_table
+
+
 def _rows(mask, one_row):
-    return None if mask is None else (mask.unsqueeze(0) if one_row else mask)
+    return mask.unsqueeze(0) if one_row and isinstance(mask, torch.Tensor) else mask
 
 
 def _keys(keys, batch, device) -> torch.Tensor:
@@ -221,13 +291,19 @@ def _replacements(replace_ids, specials, vocab_size, random_replace_prob, device
             check_ids_in_range("replace_ids", table, vocab_size)
         count = table.shape[0]
     elif vocab_size is not None:
-        table, count = None, vocab_size - sum(1 for s in specials if s < vocab_size)
+        table, count = None, _vocabulary_choices(specials, vocab_size)
     else:
         table, count = None, 0
     if count == 0 and (isinstance(random_replace_prob, torch.Tensor) or random_replace_prob > 0):
         what = "vocab_size or replace_ids" if replace_ids is None and vocab_size is None else "replace_ids"
         raise ValueError(f"{what}: random_replace_prob > 0 needs a non-empty replacement set")
     return table, count
+
+
+@_library.eager_cache
+def _vocabulary_choices(specials: tuple[int, ...], vocab_size: int) -> int:
+    """Replacement ids without a table: the vocabulary less its special ids."""
+    return vocab_size - sum(1 for s in specials if s < vocab_size)
 
 
 _REDUCTIONS = ("mean", "sum", "none")

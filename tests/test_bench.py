@@ -206,3 +206,30 @@ def test_unavailable_peers_get_a_row_saying_why():
     rows = cli._rows(case, "y/1t", {"a": Timing(1.0, 0.9, 1.1, 3)}, {}, env)
     (row,) = [r for r in rows if r.provider == "peer"]
     assert row.metric == "unavailable: not importable (no module)"
+
+
+def test_main_writes_a_png_per_family(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(rng, "QUICK_SHAPES", [(4, 64), (8, 64)])
+    assert cli.main(["--quick", "--only", "rng", "--csv", str(tmp_path / "out.csv")]) == 0
+    png = tmp_path / "plots" / "out" / "rng.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _results_file(path, timings):
+    env = dict(device="d", torch="t", triton="tr", commit="c", date="2026-01-01T00:00:00+00:00")
+    results.append_rows(path, [results.Row(case, "1x1", "p", "seconds", *t, **env) for case, t in timings.items()])
+
+
+def test_compare_flags_a_regression_beyond_the_spread_and_ignores_noise(tmp_path):
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    _results_file(old, {"steady": (1.0, 0.9, 1.1), "slower": (1.0, 0.95, 1.05), "faster": (1.0, 0.95, 1.05)})
+    _results_file(new, {"steady": (1.08, 0.98, 1.2), "slower": (1.3, 1.2, 1.4), "faster": (0.5, 0.45, 0.55)})
+    from fastmask.bench.compare import compare
+
+    verdicts = {c.key[0]: c.verdict for c in compare(old, new)}
+    assert verdicts == {"steady": "within spread", "slower": "regression", "faster": "improvement"}
+    assert cli.main(["--compare", str(old), str(new)]) == 1
+    noise_only = tmp_path / "noise.csv"
+    _results_file(noise_only, {"steady": (1.05, 0.92, 1.12), "slower": (0.98, 0.9, 1.04)})
+    assert cli.main(["--compare", str(old), str(noise_only)]) == 0

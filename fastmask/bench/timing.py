@@ -45,3 +45,14 @@ def time_gpu(fn: Callable[[], object], *, cudagraph: bool = False) -> Timing:
     median, p20, p80 = bench(fn, quantiles=[0.5, 0.2, 0.8])  # milliseconds
     # do_bench chooses its own repeat count and does not report it.
     return Timing(median * 1e-3, p20 * 1e-3, p80 * 1e-3, n=0)
+
+
+def copy_bandwidth(size: int = 1 << 30) -> float:
+    """The GPU's measured device-to-device copy bandwidth in bytes/s (read + write), the roofline
+    that a memory-bound kernel's GB/s is compared with."""
+    import torch
+
+    source = torch.empty(size, dtype=torch.uint8, device="cuda")
+    target = torch.empty_like(source)
+    seconds = time_gpu(lambda: target.copy_(source)).median
+    return 2 * size / seconds

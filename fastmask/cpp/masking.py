@@ -2,7 +2,9 @@
 
 Arguments arrive normalized by fastmask.functional, as for fastmask/reference/masking.py. Inputs
 are read in place through their strides (never copied); ids outside [0, vocab_size) raise
-ValueError from inside the kernel (vocab_size 0: no check).
+ValueError from inside the kernel (vocab_size 0: no check). `words` (one word source in any form of
+fastmask.words.word_codes, or None) switches the kernel to whole-word masking; it is read in place
+like the other inputs, so no per-token codes are built.
 """
 from __future__ import annotations
 
@@ -26,13 +28,30 @@ def _vector(tensor):
     return tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.stride(0)
 
 
+# Word sources of the kernel (csrc/masking.h, WordSource).
+_CODES, _WORD_IDS, _OFFSETS, _TABLE = 1, 2, 3, 4
+
+
+def _words(words):
+    """(source, address, dtype code, stride 0, stride 1, pair stride) of the op's `words` argument
+    (fastmask.words.word_codes tells its forms apart), read in place by the kernel; source 0: token mode."""
+    if words is None:
+        return 0, 0, -1, 0, 0, 0
+    if words.dim() == 1:
+        return _TABLE, words.data_ptr(), DTYPE_CODES[words.dtype], words.stride(0), 0, 0
+    if words.dim() == 3:
+        return _OFFSETS, words.data_ptr(), DTYPE_CODES[words.dtype], *words.stride()
+    source = _CODES if words.dtype == torch.uint8 else _WORD_IDS
+    return source, words.data_ptr(), DTYPE_CODES[words.dtype], *words.stride(), 0
+
+
 def _int64(tensor):
     return tensor if tensor.dtype == torch.int64 and tensor.is_contiguous() else tensor.to(torch.int64).contiguous()
 
 
 def mask_tokens(
     ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-    mask_token_id, views, exact, max_predictions, ignore_index, *, vocab_size,
+    mask_token_id, views, exact, max_predictions, ignore_index, *, vocab_size, words=None,
 ):
     batch, length = ids.shape
     rows = batch * views
@@ -47,7 +66,8 @@ def mask_tokens(
         ids.data_ptr(), DTYPE_CODES[ids.dtype], ids_stride0, ids_stride1, batch, length,
         seed.data_ptr(), *_vector(keys), thresholds.data_ptr(),
         special_ids.data_ptr(), special_ids.shape[0],
-        *_matrix(special_mask), *_matrix(attention_mask), *_vector(lengths), *_vector(replace_table),
+        *_matrix(special_mask), *_matrix(attention_mask), *_vector(lengths),
+        *_words(words), *_vector(replace_table),
         replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size,
         out_ids.data_ptr(), labels.data_ptr(), positions.data_ptr(), num_threads(),
     )

@@ -3,13 +3,15 @@
 Arguments arrive normalized by fastmask.functional: ids [B, L]; thresholds int64 [4] =
 (select, predict, mask, random) as floor(p * 2^32); special_ids sorted, unique, int64, holding the
 mask token; replace_table None (random ids from [0, vocab_size) minus special_ids) or the ids to
-draw from; replace_count the number of choices.
+draw from; replace_count the number of choices; words None or the uint8 word codes of
+fastmask.words (whole-word masking).
 """
 from __future__ import annotations
 
 import torch
 
 from .._rng import Purpose
+from ..words import NO_WORD, STARTS
 from .rng import stream_words
 
 _PACK_SHIFT = 31  # (word << 31) | position orders by (word, position); positions < 2^31
@@ -50,46 +52,90 @@ def random_ids(word: torch.Tensor, special_ids, replace_table, replace_count: in
     return index
 
 
+def word_starts(eligible: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eligible, starts), bool [B, L]: tokens in no word are not eligible; an eligible token starts a
+    word when its code says so or the token before it is not eligible (or it is the first)."""
+    eligible = eligible & (words != NO_WORD)
+    before = torch.cat([torch.zeros_like(eligible[:, :1]), eligible[:, :-1]], dim=1)
+    return eligible, eligible & ((words == STARTS) | ~before)
+
+
+def spread_words(starts: torch.Tensor, fields: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A segmented scan: every token gets the fields (int64 < 2^32) and position of the last word
+    start at or before it, (-1, -1) before the first. One running max of (position << 32) | fields."""
+    packed = torch.where(starts, (positions << 32) | fields, -1)
+    spread = packed.cummax(dim=1).values if packed.shape[1] > 0 else packed
+    return torch.where(spread >= 0, spread & 0xFFFFFFFF, -1), torch.where(spread >= 0, spread >> 32, -1)
+
+
 def mask_tokens(
     ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-    mask_token_id, views, exact, max_predictions, ignore_index,
+    mask_token_id, views, exact, max_predictions, ignore_index, words=None,
 ):
+    """words: None (token masking) or uint8 [B, L] word codes (whole-word masking: every decision of a
+    word is made at its first token, with purpose WHOLE_WORD, and spread over the word)."""
     batch, length = ids.shape
     positions = torch.arange(length, device=ids.device)
-    w = stream_words(seed, keys.reshape(-1, 1), positions, Purpose.MLM_TOKENS)  # [B, L, 4]
+    whole_words = words is not None
+    purpose = Purpose.WHOLE_WORD if whole_words else Purpose.MLM_TOKENS
+    w = stream_words(seed, keys.reshape(-1, 1), positions, purpose)  # [B, L, 4]
     select_t, predict_t, mask_t, random_t = thresholds.to(ids.device).unbind()
     eligible = eligible_positions(ids, special_ids, special_mask, attention_mask, lengths)
+    # The candidates of selection: eligible tokens, or the first tokens of eligible words.
+    if whole_words:
+        eligible, candidates = word_starts(eligible, words.to(ids.device))
+    else:
+        candidates = eligible
 
     if exact and length > 0:
-        packed = torch.where(eligible, (w[..., 0] << _PACK_SHIFT) | positions, _NOT_ELIGIBLE)
+        packed = torch.where(candidates, (w[..., 0] << _PACK_SHIFT) | positions, _NOT_ELIGIBLE)
         sorted_packed = packed.sort(dim=1).values
-        n = eligible.sum(1, keepdim=True)
+        n = candidates.sum(1, keepdim=True)
         selected = exact_below(packed, sorted_packed, count(select_t, n))
         predicted = exact_below(packed, sorted_packed, count(predict_t, n))
     else:
-        selected = eligible & (w[..., 0] < select_t)
-        predicted = eligible & (w[..., 0] < predict_t)
+        selected = candidates & (w[..., 0] < select_t)
+        predicted = candidates & (w[..., 0] < predict_t)
 
-    # Views: a uniform split by word 3; output row (b, j) corrupts and predicts view j only.
+    # Corruption kind by word 1: [0, mask) -> mask token, [mask, mask + random) -> random id, else keep.
+    is_mask = w[..., 1] < mask_t
+    is_random = ~is_mask & (w[..., 1] < mask_t + random_t)
+    # Views: a uniform split by word 3.
     view = (w[..., 3] * views) >> 32
+    if whole_words:
+        # Each word takes its first token's decisions; the random id stays per token (word 2).
+        fields = selected.long() | (predicted.long() << 1) | (is_mask.long() << 2) | (is_random.long() << 3) | (view << 4)
+        fields, word_start = spread_words(candidates, fields, positions)
+        selected = eligible & ((fields & 1) != 0)
+        predicted = eligible & ((fields & 2) != 0)
+        is_mask, is_random, view = (fields & 4) != 0, (fields & 8) != 0, fields >> 4
+        word_start = word_start.repeat_interleave(views, dim=0)
+
+    # Output row (b, j) corrupts and predicts view j only.
     in_view = view.unsqueeze(1) == torch.arange(views, device=ids.device).reshape(1, -1, 1)  # [B, n, L]
     selected = (selected.unsqueeze(1) & in_view).reshape(batch * views, length)
     predicted = (predicted.unsqueeze(1) & in_view).reshape(batch * views, length)
     w = w.repeat_interleave(views, dim=0)
+    is_mask = is_mask.repeat_interleave(views, dim=0)
+    is_random = is_random.repeat_interleave(views, dim=0)
     original = ids.repeat_interleave(views, dim=0)
 
-    # Corruption by word 1: [0, mask) -> mask token, [mask, mask + random) -> random id (word 2), else keep.
-    corrupted = torch.where(w[..., 1] < mask_t, mask_token_id, original.to(torch.int64))
-    is_random = (w[..., 1] >= mask_t) & (w[..., 1] < mask_t + random_t)
+    corrupted = torch.where(is_mask, mask_token_id, original.to(torch.int64))
     if replace_count > 0:
         corrupted = torch.where(is_random, random_ids(w[..., 2], special_ids, replace_table, replace_count), corrupted)
     out_ids = torch.where(selected, corrupted, original).to(ids.dtype)
 
     if max_predictions > 0:
         # Capacity: the first max_predictions predicted positions of a row, in position order, keep
-        # their label; later ones lose it (their corruption stays).
+        # their label; later ones lose it (their corruption stays). Whole words keep all their labels
+        # or none: the word holding the first prediction past the capacity, and every later word, lose them.
         rank = predicted.cumsum(1) - 1
-        predicted &= rank < max_predictions
+        if whole_words:
+            overflow = predicted & (rank == max_predictions)
+            cut = torch.where(overflow, word_start, length).amin(1, keepdim=True) if length > 0 else 0
+            predicted &= positions < cut
+        else:
+            predicted &= rank < max_predictions
         slots = torch.full((batch * views, max_predictions + 1), -1, dtype=torch.int64, device=ids.device)
         slots.scatter_(1, torch.where(predicted, rank, max_predictions), positions.expand(batch * views, -1))
         kept_positions = slots[:, :max_predictions].contiguous()

@@ -25,7 +25,7 @@ def _strides(tensor, dims: int) -> tuple[int, ...]:
 
 def mask_tokens(
     ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-    mask_token_id, views, exact, max_predictions, ignore_index,
+    mask_token_id, views, exact, max_predictions, ignore_index, words=None,
 ):
     batch, length = ids.shape
     if length > MAX_LENGTH:
@@ -54,18 +54,21 @@ def mask_tokens(
             special_mask if special_mask is not None else ids,
             attention_mask if attention_mask is not None else ids,
             lengths if lengths is not None else keys,
+            words if words is not None else ids,
             replace_table if replace_table is not None else keys,
             out_ids, labels, positions,
             length, views, special_ids.shape[0], replace_count, max_predictions,
             *ids.stride(), keys.stride(0), thresholds.stride(0), special_ids.stride(0),
-            *_strides(special_mask, 2), *_strides(attention_mask, 2), *_strides(lengths, 1), *_strides(replace_table, 1),
-            mask_token_id, ignore_index, int(Purpose.MLM_TOKENS),
+            *_strides(special_mask, 2), *_strides(attention_mask, 2), *_strides(lengths, 1),
+            *_strides(words, 2), *_strides(replace_table, 1),
+            mask_token_id, ignore_index, int(Purpose.WHOLE_WORD if words is not None else Purpose.MLM_TOKENS),
             EXACT=exact,
             HAS_SPECIAL_MASK=special_mask is not None,
             HAS_ATTENTION_MASK=attention_mask is not None,
             HAS_LENGTHS=lengths is not None,
             REPLACE=replace,
             CAPACITY=max_predictions > 0,
+            WHOLE_WORD=words is not None,
             BLOCK_L=block,
             num_warps=_num_warps(block),
         )

@@ -20,11 +20,12 @@ class Case:
     # Bytes every provider must allocate whatever it does (e.g. the gradients it returns): with it,
     # the "workspace_bytes" metric is the peak above it, the memory a provider could have saved.
     memory_floor: int = 0
+    bytes: int = 0  # bytes a call must move at least (read + written): GB/s against the copy roofline on a GPU
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peer -> why it did not run here
 
 
 # Imported after Case, which the family modules use.
-from . import loss, masking, rng, sparse_loss  # noqa: E402
+from . import collators, image, loss, masking, rng, sparse_loss, spans, t5, words  # noqa: E402
 
-FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"loss": loss.cases, "masking": masking.cases, "rng": rng.cases,
-             "sparse_loss": sparse_loss.cases}
+FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"collators": collators.cases, "image": image.cases, "loss": loss.cases, "masking": masking.cases, "rng": rng.cases,
+             "sparse_loss": sparse_loss.cases, "spans": spans.cases, "t5": t5.cases, "whole_word": words.cases}

@@ -68,4 +68,5 @@ def _case(device: str, n: int, vocab: int, dtype: torch.dtype) -> Case:
             warnings.warn(f"loss benchmarks: Liger-Kernel not importable here ({error})", stacklevel=2)
     else:
         providers["fastmask-cpp"] = _forward_backward(fastmask.masked_cross_entropy, logits, labels)
-    return Case("loss", "cross_entropy/fwd+bwd", f"{n}x{vocab}", providers, "torch.cross_entropy", n * vocab, "logits")
+    return Case("loss", "cross_entropy/fwd+bwd", f"{n}x{vocab}", providers, "torch.cross_entropy", n * vocab, "logits",
+                bytes=3 * n * vocab * logits.element_size())  # logits read twice, gradient written once

@@ -118,5 +118,6 @@ def _cases(device: str, rows: int, length: int) -> list[Case]:
             variants[name]["fastmask-cpp"] = ours("cpp", kwargs)
         if cuda or rows * length <= REFERENCE_MAX_TOKENS_CPU:
             variants[name]["fastmask-reference"] = ours("reference", kwargs)
-    return [Case("masking", f"mask_tokens/{name}", f"{rows}x{length}", providers, baseline, rows * length, "tokens")
+    return [Case("masking", f"mask_tokens/{name}", f"{rows}x{length}", providers, baseline, rows * length, "tokens",
+                 bytes=(24 if name == "hf-default" else 32) * rows * length)
             for name, providers in variants.items()]

@@ -41,4 +41,5 @@ def _case(device: str, rows: int, length: int) -> Case:
         providers[f"fastmask-{name}/torch.ops"] = lambda: torch.ops.fastmask.random_words(seed, keys, length, 0, name)
     if device.startswith("cuda") or rows * length <= REFERENCE_MAX_POSITIONS_CPU:
         providers["fastmask-reference"] = backend("reference")
-    return Case("rng", "random_words", f"{rows}x{length}", providers, "torch.randint", 4 * rows * length, "words")
+    return Case("rng", "random_words", f"{rows}x{length}", providers, "torch.randint", 4 * rows * length, "words",
+                bytes=32 * rows * length)  # four int64 words written per position

@@ -1,0 +1,35 @@
+// T5 span corruption and UL2 mixtures, bit-identical to fastmask/reference/t5.py (docs/t5.md).
+#pragma once
+
+#include <cstdint>
+
+namespace fastmask {
+
+struct SpanCorruptionArgs {
+  // inputs
+  const void* ids;  // [batch, length], int32 or int64 (ids_dtype), strides in elements
+  int ids_dtype;
+  int64_t ids_stride0, ids_stride1;
+  int64_t batch, length;
+  const int64_t* seed;  // 0-d
+  const void* keys;     // [batch] int32/int64, or nullptr: the row index
+  int keys_dtype;
+  int64_t keys_stride;
+  const int64_t* table;  // contiguous int64 [num_denoisers, 5]: (threshold, n, k, d, sentinels)
+  int64_t num_denoisers;
+  const int64_t* sentinels;  // contiguous int64 [num_sentinels]
+  int64_t num_sentinels;
+  int64_t eos, pad;
+  int64_t input_length, target_length;  // the (padded) output widths
+  // outputs (contiguous): ids' dtype [batch, input_length] and [batch, target_length]; int64 [batch] x3
+  void* inputs;
+  void* targets;
+  int64_t* input_lengths;
+  int64_t* target_lengths;
+  int64_t* denoiser;
+  int threads;
+};
+
+void span_corruption(const SpanCorruptionArgs& args);
+
+}  // namespace fastmask
