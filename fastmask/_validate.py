@@ -57,3 +57,13 @@ def check_ids_in_range(name: str, ids: torch.Tensor, high: int) -> None:
     if bool(bad.any()):
         where = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name}: id {int(ids[where])} at position {where} is outside the vocabulary [0, {high})")
+
+
+def check_id_rows(input_ids, dtypes: tuple[torch.dtype, ...], max_length: int) -> tuple[torch.Tensor, bool]:
+    """input_ids [B, L] or [L] (one row) as [B, L], and whether it was one row; L below max_length
+    (positions are one 32-bit counter word)."""
+    one_row = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
+    check_tensor("input_ids", input_ids, dtypes=dtypes, ndim=1 if one_row else 2)
+    ids = input_ids.unsqueeze(0) if one_row else input_ids
+    check_int("sequence length", ids.shape[1], 0, max_length)
+    return ids, one_row

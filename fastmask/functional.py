@@ -10,8 +10,7 @@ from .cpp import masking as _cpp_masking
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
-from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
-from . import words as _words
+from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
 from .reference.cross_entropy import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
@@ -93,12 +92,9 @@ def mask_tokens(
     [B * views, max_predictions] padded with -1, or None.
     """
     check_backend(backend)
-    one_row = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
-    check_tensor("input_ids", input_ids, dtypes=_INT_IDS, ndim=1 if one_row else 2)
-    ids = input_ids.unsqueeze(0) if one_row else input_ids
+    ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
     device = ids.device
-    check_int("sequence length", length, 0, _MAX_LENGTH)
     id_limit = _ID_LIMITS[ids.dtype]
 
     if vocab_size is not None:

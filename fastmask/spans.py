@@ -13,7 +13,7 @@ from . import _library
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, probability_threshold
 from ._seed import resolve_seed
-from ._validate import check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
+from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape
 from .functional import (
     _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, MaskedTokens, _check_word_table, _constant, _keys, _replacements, _rows,
     _special_ids, _word_source,
@@ -110,12 +110,9 @@ def mask_spans(
     positions int64 [B, max_predictions] padded with -1, or None.
     """
     check_backend(backend)
-    one_row = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
-    check_tensor("input_ids", input_ids, dtypes=_INT_IDS, ndim=1 if one_row else 2)
-    ids = input_ids.unsqueeze(0) if one_row else input_ids
+    ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
     device = ids.device
-    check_int("sequence length", length, 0, _MAX_LENGTH)
     id_limit = torch.iinfo(ids.dtype).max + 1
 
     if vocab_size is not None:

@@ -13,7 +13,7 @@ from . import _library
 from ._backend import check_backend
 from ._rng import TWO_32, count, probability_threshold
 from ._seed import resolve_seed
-from ._validate import check_int, check_tensor
+from ._validate import check_id_rows, check_int, check_tensor
 
 __all__ = ["UL2_DENOISERS", "UL2Denoised", "t5_lengths", "t5_output_lengths", "t5_span_corruption", "ul2_denoise"]
 
@@ -235,12 +235,9 @@ def _keys(keys, batch, device) -> Optional[torch.Tensor]:
 
 def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, backend):
     check_backend(backend)
-    one_row = isinstance(input_ids, torch.Tensor) and input_ids.dim() == 1
-    check_tensor("input_ids", input_ids, dtypes=_INT_IDS, ndim=1 if one_row else 2)
-    ids = input_ids.unsqueeze(0) if one_row else input_ids
+    ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
     device = ids.device
-    check_int("sequence length", length, 0, _MAX_LENGTH)
     id_limit = torch.iinfo(ids.dtype).max + 1
     eos = check_int("eos_token_id", eos_token_id, -id_limit, id_limit)
     pad = check_int("pad_token_id", pad_token_id, -id_limit, id_limit)

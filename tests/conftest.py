@@ -37,3 +37,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def op_arguments(fn) -> tuple:
+    """The arguments that fastmask passes to its custom op while `fn` runs (eagerly), for opcheck."""
+    import fastmask._library as library
+
+    seen = {}
+
+    def capture(op, impl, *args):
+        seen["args"] = args
+        return impl(*args)
+
+    original = library.call
+    library.call = capture
+    try:
+        fn()
+    finally:
+        library.call = original
+    return seen["args"]

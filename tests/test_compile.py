@@ -6,7 +6,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 import fastmask
 
-from .conftest import BACKENDS, device_for
+from .conftest import BACKENDS, device_for, op_arguments
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -64,21 +64,9 @@ def masking_batch(device="cpu"):
 @pytest.mark.parametrize("options", [dict(), dict(exact=True, views=2, max_predictions=6, prediction_probability=0.3)])
 def test_mask_tokens_opcheck(backend, options):
     ids = masking_batch(device_for(backend))
-    seen = {}
-
-    def capture(op, impl, *args):
-        seen["args"] = args
-        return impl(*args)
-
-    import fastmask._library as library
-
-    original = library.call
-    library.call = capture
-    try:
-        fastmask.mask_tokens(ids, seed=1, backend=backend, attention_mask=torch.ones_like(ids), **MASKING, **options)
-    finally:
-        library.call = original
-    torch.library.opcheck(torch.ops.fastmask.mask_tokens.default, seen["args"])
+    args = op_arguments(lambda: fastmask.mask_tokens(ids, seed=1, backend=backend, attention_mask=torch.ones_like(ids),
+                                                     **MASKING, **options))
+    torch.library.opcheck(torch.ops.fastmask.mask_tokens.default, args)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

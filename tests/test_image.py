@@ -15,7 +15,7 @@ from fastmask.bench.cases.image_numpy import BlockMaskGenerator
 from fastmask.image import block_table
 from fastmask.reference import image as reference_image
 
-from .conftest import device_for
+from .conftest import device_for, op_arguments
 
 SEEDS = st.integers(-(2**63), 2**64 - 1)
 
@@ -263,31 +263,13 @@ def test_errors(call, message):
 # --- custom ops ---------------------------------------------------------------------------------------
 
 
-def _captured(fn):
-    import fastmask._library as library
-
-    seen = {}
-
-    def capture(op, impl, *args):
-        seen["args"] = args
-        return impl(*args)
-
-    original = library.call
-    library.call = capture
-    try:
-        fn()
-    finally:
-        library.call = original
-    return seen["args"]
-
-
 @pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 def test_opcheck(backend):
     device = device_for(backend)
-    args = _captured(lambda: fastmask.block_mask(2, 5, num_masking_patches=10, min_num_patches=4, exact=True, seed=1,
+    args = op_arguments(lambda: fastmask.block_mask(2, 5, num_masking_patches=10, min_num_patches=4, exact=True, seed=1,
                                                  backend=backend, device=device))
     torch.library.opcheck(torch.ops.fastmask.block_mask.default, args)
-    args = _captured(lambda: fastmask.random_patch_mask(2, 12, 0.5, seed=1, keys=torch.tensor([3, 4], device=device),
+    args = op_arguments(lambda: fastmask.random_patch_mask(2, 12, 0.5, seed=1, keys=torch.tensor([3, 4], device=device),
                                                         backend=backend))
     torch.library.opcheck(torch.ops.fastmask.patch_shuffle.default, args)
 

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastmask
-from fastmask.reference import cross_entropy as reference
 
 from .conftest import BACKENDS, device_for
 

@@ -13,7 +13,7 @@ import fastmask
 from fastmask._rng import count, probability_threshold
 from fastmask.spans import length_table
 
-from .conftest import BACKENDS, device_for
+from .conftest import BACKENDS, device_for, op_arguments
 
 VOCAB, MASK, SPECIALS = 100, 4, [0, 1, 2, 3]
 
@@ -216,24 +216,13 @@ def test_geometric_p_one_and_sums_within_tolerance():
 
 
 def test_opcheck(backend):
-    import fastmask._library as library
-
-    seen = {}
-
-    def capture(op, impl, *args):
-        seen["args"] = args
-        return impl(*args)
-
-    original = library.call
-    library.call = capture
-    try:
+    def run():
         ids, word_ids = batch(2, 12)
         device = device_for(backend)
         fastmask.mask_spans(ids.to(device), word_ids=word_ids.to(device), seed=3, mask_token_id=MASK, vocab_size=VOCAB,
                             special_ids=SPECIALS, max_predictions=3, backend=backend)
-    finally:
-        library.call = original
-    torch.library.opcheck(torch.ops.fastmask.mask_spans.default, seen["args"])
+
+    torch.library.opcheck(torch.ops.fastmask.mask_spans.default, op_arguments(run))
 
 
 def test_compile_fullgraph_matches_eager_without_recompiles():

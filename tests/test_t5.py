@@ -11,7 +11,7 @@ import fastmask
 from fastmask._rng import count, probability_threshold
 from fastmask.t5 import span_count
 
-from .conftest import BACKENDS, device_for
+from .conftest import BACKENDS, device_for, op_arguments
 
 EOS, PAD, VOCAB = 1, 0, 1000
 FAST = "cpp"  # statistical tests need many rows
@@ -384,22 +384,11 @@ def test_short_rows_and_bad_input():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend):
-    import fastmask._library as library
-
-    seen = {}
-
-    def capture(op, impl, *args):
-        seen["args"] = args
-        return impl(*args)
-
-    original = library.call
-    library.call = capture
-    try:
+    def run():
         fastmask.ul2_denoise(rows_of(3, 24).to(device_for(backend)), denoisers=((3, 0.3), ("S", 0.25)),
                              vocab_size=VOCAB, eos_token_id=EOS, seed=4, backend=backend)
-    finally:
-        library.call = original
-    torch.library.opcheck(torch.ops.fastmask.span_corruption.default, seen["args"])
+
+    torch.library.opcheck(torch.ops.fastmask.span_corruption.default, op_arguments(run))
 
 
 def test_compile_fullgraph_matches_eager_without_recompiles():

@@ -14,7 +14,7 @@ import fastmask
 from fastmask._rng import Purpose, count, probability_threshold
 from fastmask.words import codes_from_offsets, codes_from_table, codes_from_word_ids
 
-from .conftest import device_for
+from .conftest import device_for, op_arguments
 
 MASK, VOCAB, SPECIALS = 3, 100, [0, 1, 2, 3]  # 0 pad, 1 cls, 2 sep, 3 mask
 IGNORE = -100
@@ -359,22 +359,10 @@ def test_compile_fullgraph(source):
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_opcheck_with_words(backend):
     ids, attention, word_ids, _ = batch(3, 24)
-    seen = {}
-
-    def capture(op, impl, *args):
-        seen["args"] = args
-        return impl(*args)
-
-    import fastmask._library as library
-
-    original = library.call
-    library.call = capture
-    try:
-        fastmask.mask_tokens(ids, seed=1, word_ids=word_ids, attention_mask=attention, max_predictions=5, views=2,
-                             mask_token_id=MASK, vocab_size=VOCAB, special_ids=SPECIALS, backend=backend)
-    finally:
-        library.call = original
-    torch.library.opcheck(torch.ops.fastmask.mask_tokens.default, seen["args"])
+    args = op_arguments(lambda: fastmask.mask_tokens(
+        ids, seed=1, word_ids=word_ids, attention_mask=attention, max_predictions=5, views=2, mask_token_id=MASK,
+        vocab_size=VOCAB, special_ids=SPECIALS, backend=backend))
+    torch.library.opcheck(torch.ops.fastmask.mask_tokens.default, args)
 
 
 # --- real text: a BERT tokenizer, HF's whole-word collator ------------------------------------

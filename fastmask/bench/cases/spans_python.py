@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 
 def length_distribution(p: float = 0.2, lower: int = 1, upper: int = 10):
