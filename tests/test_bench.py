@@ -233,3 +233,17 @@ def test_compare_flags_a_regression_beyond_the_spread_and_ignores_noise(tmp_path
     noise_only = tmp_path / "noise.csv"
     _results_file(noise_only, {"steady": (1.05, 0.92, 1.12), "slower": (0.98, 0.9, 1.04)})
     assert cli.main(["--compare", str(old), str(noise_only)]) == 0
+
+
+def test_summary_keeps_the_newest_speedup_and_leaves_out_the_reference(tmp_path):
+    from fastmask.bench.summary import latest_speedups, markdown
+
+    path = tmp_path / "r.csv"
+    env = dict(device="d", torch="t", triton="tr", commit="c")
+    rows = [results.Row("case", "1x1", provider, "speedup_vs_base", value, None, None, date=date, **env)
+            for provider, value, date in (("fastmask-cpp", 2.0, "2026-01-01"), ("fastmask-cpp", 3.0, "2026-02-01"),
+                                          ("fastmask-reference", 0.5, "2026-02-01"))]
+    results.append_rows(path, rows)
+    (row,) = latest_speedups(path)
+    assert row["provider"] == "fastmask-cpp" and float(row["median"]) == 3.0
+    assert "| case | 1x1 | fastmask-cpp | base | 3.00x | d | c |" in markdown(path)

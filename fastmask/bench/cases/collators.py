@@ -7,7 +7,10 @@ whole_word family's corpus: Python standard-library docstrings through the BERT 
 of all-MiniLM-L6-v2), rows of random length in [3/4 L, L]. Both collators pad and mask with the
 defaults; the whole-word case gives both offset_mapping (HF's only source) and HF's forced
 mask_replace_prob = 1. "t5_collate" runs T5 span corruption from fixed-length features against the
-numpy implementation of the t5 family. Work units are tokens (padded batch size).
+numpy implementation of the t5 family. "image_collate/block": stacking pixel_values and a BEiT
+block mask per image (14 x 14 patches, 75 masked), ImageMaskCollator against torch.stack plus the
+numpy BEiT generator of the image family, one mask per image as BEiT's data pipeline draws it. Work
+units are tokens (padded batch size), or images.
 
 On CUDA, "bert_step": one training step of a small BERT (2 layers, 256 wide, sparse head) with the
 batch masked by the collator on the CPU then copied, against padded on the CPU, copied, and masked
@@ -24,7 +27,8 @@ from .words import make_batch
 SHAPES = [(32, 512), (256, 128)]
 QUICK_SHAPES = SHAPES[:1]
 T5_SHAPE = (256, 568)
-STEP_SHAPE = (64, 128)  # T5's 512-token inputs come from 568-token chunks (fastmask.t5_lengths(512))
+STEP_SHAPE = (64, 128)
+IMAGE_BATCH = 256  # 3 x 32 x 32 images: the collate cost, not the copy of the pixels, is what is compared  # T5's 512-token inputs come from 568-token chunks (fastmask.t5_lengths(512))
 
 
 def make_features(rows: int, length: int, *, offsets: bool = False) -> list[dict]:
@@ -50,7 +54,7 @@ def cases(device: str, quick: bool) -> list[Case]:
     if device.startswith("cuda"):
         return [_step_case(device, *STEP_SHAPE)]
     shapes = QUICK_SHAPES if quick else SHAPES
-    return [case for rows, length in shapes for case in _cases(rows, length)] + [_t5_case(*T5_SHAPE)]
+    return [case for rows, length in shapes for case in _cases(rows, length)] + [_t5_case(*T5_SHAPE), _image_case(IMAGE_BATCH)]
 
 
 def _cases(rows: int, length: int) -> list[Case]:
@@ -138,3 +142,23 @@ def _step_case(device: str, rows: int, length: int) -> Case:
 
     providers = {"cpu collator masking": lambda: step(config(features)), "DeviceMasker": lambda: step(pad(features))}
     return Case("collators", "bert_step", f"{rows}x{length}", providers, "cpu collator masking", rows * length, "tokens")
+
+
+def _image_case(batch: int) -> Case:
+    import torch
+
+    from ...collators import ImageMaskCollator
+    from .image_numpy import BlockMaskGenerator
+
+    generator = torch.Generator().manual_seed(batch)
+    features = [{"pixel_values": torch.randn(3, 32, 32, generator=generator)} for _ in range(batch)]
+    ours = ImageMaskCollator("block", seed=0, height=14, num_masking_patches=75)
+    beit = BlockMaskGenerator(14, num_masking_patches=75)
+
+    def beit_collate():
+        masks = torch.from_numpy(beit.batch(batch).reshape(batch, -1))
+        return {"pixel_values": torch.stack([f["pixel_values"] for f in features]), "bool_masked_pos": masks.bool()}
+
+    providers = {"torch.stack + numpy BEiT masks": beit_collate, "fastmask.ImageMaskCollator": lambda: ours(features)}
+    return Case("collators", "image_collate/block", f"{batch}x3x32x32", providers, "torch.stack + numpy BEiT masks",
+                batch, "images", repeats=15)
