@@ -55,6 +55,17 @@ def _chunks(total: int, size: int):
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
+def _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bias, start: int, end: int) -> None:
+    """One chunk's share of the three gradients (each None when not wanted): rows' into their slice,
+    weight's and bias' accumulated in the accumulation dtype."""
+    if grad_rows is not None:
+        torch.mm(grad_logits, weight, out=grad_rows[start:end])
+    if grad_weight is not None:
+        grad_weight.addmm_(grad_logits.t().to(grad_weight.dtype), chunk.to(grad_weight.dtype))
+    if grad_bias is not None:
+        grad_bias.add_(grad_logits.sum(0, dtype=grad_bias.dtype))
+
+
 class SummedHeadLoss(torch.autograd.Function):
     """scale * sum_i loss_i over rows h [R, D]; gradients computed in the forward for an upstream
     gradient of 1, rescaled in backward."""
@@ -73,14 +84,9 @@ class SummedHeadLoss(torch.autograd.Function):
             logits = _logits(chunk, weight, bias)
             loss, _ = torch.ops.fastmask.ce_forward_inplace(logits, labels[start:end], None, scale, *options.ce)
             total = total + loss.sum()
-            grad_logits = logits  # overwritten with scale * dloss/dlogits
-            if want_rows:
-                torch.mm(grad_logits, weight, out=grad_rows[start:end])
-            if want_weight:
-                grad_weight.addmm_(grad_logits.t().to(acc), chunk.to(acc))
-            if want_bias:
-                grad_bias.add_(grad_logits.sum(0, dtype=acc))
-            del logits, grad_logits  # before the next chunk's logits exist
+            # logits now hold scale * dloss/dlogits
+            _backprop_chunk(logits, chunk, weight, grad_rows, grad_weight, grad_bias, start, end)
+            del logits  # before the next chunk's logits exist
         saved = [g if g is None else g.to(dtype) for g, dtype in
                  ((grad_rows, rows.dtype), (grad_weight, weight.dtype), (grad_bias, None if bias is None else bias.dtype))]
         ctx.save_for_backward(*saved)
@@ -127,12 +133,7 @@ class RowHeadLoss(torch.autograd.Function):
             chunk = rows[start:end]
             grad_logits = torch.ops.fastmask.ce_backward(
                 _logits(chunk, weight, bias), labels[start:end], None, lse[start:end], grad_loss[start:end], *options.ce)
-            if want_rows:
-                torch.mm(grad_logits, weight, out=grad_rows[start:end])
-            if want_weight:
-                grad_weight.addmm_(grad_logits.t().to(acc), chunk.to(acc))
-            if want_bias:
-                grad_bias.add_(grad_logits.sum(0, dtype=acc))
+            _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bias, start, end)
             del grad_logits
         return (grad_rows, None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(bias.dtype), None, None)
