@@ -4,10 +4,11 @@ import triton.language as tl
 
 from ._rng_kernels import stream_words
 
-# How random ids are drawn (the REPLACE meta-parameter).
+# How random ids are drawn (the REPLACE meta-parameter; mask_spans' kernel shares it). w is the op's
+# replacement word: w2 of the position for mask_tokens, w3 for mask_spans.
 REPLACE_NONE = tl.constexpr(0)  # replace_count == 0: the "random" part of the corruption keeps the id
-REPLACE_SKIP_SPECIALS = tl.constexpr(1)  # index (w2 * count) >> 32 into [0, vocab), the sorted special ids skipped
-REPLACE_TABLE = tl.constexpr(2)  # replace_table[(w2 * count) >> 32]
+REPLACE_SKIP_SPECIALS = tl.constexpr(1)  # index (w * count) >> 32 into [0, vocab), the sorted special ids skipped
+REPLACE_TABLE = tl.constexpr(2)  # replace_table[(w * count) >> 32]
 
 PACK_SHIFT = tl.constexpr(31)  # (w0 << 31) | position orders by (word, position); positions < 2^31
 NOT_ELIGIBLE = tl.constexpr(0x7FFFFFFFFFFFFFFF)  # packs above every eligible key
@@ -199,17 +200,22 @@ def mask_tokens_kernel(
             predicted = predicted & (position64 < cut)
         else:
             predicted = predicted & (rank < max_predictions)
-        slots_ptr = positions_ptr + out_row * max_predictions
-        tl.store(slots_ptr + rank.to(tl.int64), position64, mask=predicted)
-        kept = tl.sum(predicted.to(tl.int64), axis=0)
-        for start in range(0, max_predictions, BLOCK_L):
-            slot = start + position64
-            tl.store(slots_ptr + slot, tl.full((BLOCK_L,), -1, tl.int64), mask=(slot >= kept) & (slot < max_predictions))
+        store_positions(positions_ptr + out_row * max_predictions, rank, position64, predicted, max_predictions, BLOCK_L)
     labels = tl.where(predicted, original, ignore_index)
 
     out_offsets = out_row * length + position64
     tl.store(out_ids_ptr + out_offsets, out_ids.to(out_ids_ptr.dtype.element_ty), mask=in_row)
     tl.store(labels_ptr + out_offsets, labels.to(labels_ptr.dtype.element_ty), mask=in_row)
+
+
+@triton.jit
+def store_positions(slots_ptr, rank, position64, predicted, max_predictions, BLOCK_L: tl.constexpr):
+    """A row's capacity slots: the predicted positions in order (rank = their index), then -1."""
+    tl.store(slots_ptr + rank.to(tl.int64), position64, mask=predicted)
+    kept = tl.sum(predicted.to(tl.int64), axis=0)
+    for start in range(0, max_predictions, BLOCK_L):
+        slot = start + position64
+        tl.store(slots_ptr + slot, tl.full((BLOCK_L,), -1, tl.int64), mask=(slot >= kept) & (slot < max_predictions))
 
 
 _SIGNATURE = {

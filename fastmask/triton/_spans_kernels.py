@@ -2,11 +2,9 @@
 import triton
 import triton.language as tl
 
+from ._masking_kernels import REPLACE_NONE, REPLACE_SKIP_SPECIALS, REPLACE_TABLE, store_positions
 from ._rng_kernels import stream_words
 
-REPLACE_NONE = tl.constexpr(0)  # replace_count == 0: a "random" span keeps its ids
-REPLACE_SKIP_SPECIALS = tl.constexpr(1)  # index (w3 * count) >> 32 into [0, vocab), the sorted special ids skipped
-REPLACE_TABLE = tl.constexpr(2)  # replace_table[(w3 * count) >> 32]
 
 HALF = tl.constexpr(0x80000000)  # count(t, n) = (n * t + 2^31) >> 32
 MAX_CAP = tl.constexpr(0x7FFFFFFF)
@@ -154,12 +152,7 @@ def mask_spans_kernel(
         rank = tl.cumsum(predicted.to(tl.int32), axis=0) - 1
         cut = tl.min(tl.where(predicted & (rank == max_predictions), word_start, BLOCK_L), axis=0)
         predicted = predicted & (position < cut)
-        slots_ptr = positions_ptr + row * max_predictions
-        tl.store(slots_ptr + rank.to(tl.int64), position64, mask=predicted)
-        kept = tl.sum(predicted.to(tl.int64), axis=0)
-        for begin in range(0, max_predictions, BLOCK_L):
-            slot = begin + position64
-            tl.store(slots_ptr + slot, tl.full((BLOCK_L,), -1, tl.int64), mask=(slot >= kept) & (slot < max_predictions))
+        store_positions(positions_ptr + row * max_predictions, rank, position64, predicted, max_predictions, BLOCK_L)
     labels = tl.where(predicted, original, ignore_index)
     out_offsets = row * length + position64
     tl.store(out_ids_ptr + out_offsets, corrupted.to(out_ids_ptr.dtype.element_ty), mask=in_row)

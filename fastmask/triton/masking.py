@@ -40,12 +40,7 @@ def mask_tokens(
         return out_ids, labels, positions
     positions = torch.empty(rows, max_predictions, dtype=torch.int64, device=ids.device)
 
-    if replace_count == 0:
-        replace = REPLACE_NONE.value
-    elif replace_table is None:
-        replace = REPLACE_SKIP_SPECIALS.value
-    else:
-        replace = REPLACE_TABLE.value
+    replace = replace_mode(replace_count, replace_table)
     block = max(_MIN_BLOCK, triton.next_power_of_2(length))
     # Absent optional tensors: any valid pointer, never read (their HAS_* flag is off).
     with on_device_of(ids):
@@ -73,3 +68,10 @@ def mask_tokens(
             num_warps=_num_warps(block),
         )
     return out_ids, labels, positions
+
+
+def replace_mode(replace_count: int, replace_table) -> int:
+    """The kernels' REPLACE meta-parameter: no replacement, skip the special ids, or a table."""
+    if replace_count == 0:
+        return REPLACE_NONE.value
+    return REPLACE_SKIP_SPECIALS.value if replace_table is None else REPLACE_TABLE.value

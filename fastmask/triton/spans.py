@@ -6,7 +6,8 @@ import triton
 
 from .._rng import Purpose
 from . import on_device_of
-from ._spans_kernels import REPLACE_NONE, REPLACE_SKIP_SPECIALS, REPLACE_TABLE, mask_spans_kernel
+from ._spans_kernels import mask_spans_kernel
+from .masking import replace_mode
 
 MAX_LENGTH = 1 << 11  # the row lives in registers; compiled for sm_90 without spills at 2048 lanes / 16 warps
 _MIN_BLOCK = 16
@@ -31,12 +32,7 @@ def mask_spans(ids, seed, keys, thresholds, table, special_ids, special_mask, at
     if batch == 0 or length == 0:
         return out_ids, labels, torch.full((batch, max_predictions), -1, dtype=torch.int64, device=device)
     positions = torch.empty(batch, max_predictions, dtype=torch.int64, device=device)
-    if replace_count == 0:
-        replace = REPLACE_NONE.value
-    elif replace_table is None:
-        replace = REPLACE_SKIP_SPECIALS.value
-    else:
-        replace = REPLACE_TABLE.value
+    replace = replace_mode(replace_count, replace_table)
     block = max(_MIN_BLOCK, triton.next_power_of_2(length))
     thresholds, table, special_ids = thresholds.contiguous(), table.contiguous(), special_ids.contiguous()
     with on_device_of(ids):
