@@ -18,7 +18,7 @@ class Purpose(enum.IntEnum):
     MLM_TOKENS = 1  # mask_tokens: w0 select/predict, w1 corruption kind, w2 random id, w3 view
     WHOLE_WORD = 2  # mask_tokens with words: a word's w0 select/predict, w1 kind, w3 view at its first token; w2 random id per token
     SPANS = 3  # mask_spans, position = attempt: w0 start word, w1 length, w2 the span's kind; position = token: w3 random id (docs/spans.md)
-    T5_SPANS = 4  # t5_span_corruption / ul2_denoise, position = gap: w0 noise cuts, w1 non-noise cuts (docs/t5.md)
+    T5_SPANS = 4  # t5_span_corruption / ul2_denoise, position p = gaps 2p, 2p+1: w0/w1 noise cuts, w2/w3 non-noise cuts (docs/t5.md)
     UL2_DENOISER = 5  # ul2_denoise, position 0: w0 the row's denoiser, w1 the prefix-LM split (docs/t5.md)
     BLOCK_MASK = 6  # block_mask (BEiT), position = attempt: w0 block shape, w1 top, w2 left (docs/image.md)
     PATCH_SHUFFLE = 7  # random_patch_mask / simmim_mask / tube_mask, position = patch: w0 shuffle key (docs/image.md)

@@ -39,12 +39,16 @@ class UL2Denoised(NamedTuple):
 
 
 def _check_density(name: str, p) -> float:
+    if type(p) is float and 0.0 < p < 1.0:  # the common case, without the numbers.Real check
+        return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or not 0.0 < p < 1.0:
         raise ValueError(f"{name}: expected a number in (0, 1), got {p!r}")
     return float(p)
 
 
 def _check_mean(name: str, mu) -> float:
+    if type(mu) is float and 1.0 <= mu < math.inf:
+        return mu
     if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not math.isfinite(mu) or not mu >= 1.0:
         raise ValueError(f"{name}: expected a number >= 1, got {mu!r}")
     return float(mu)
@@ -233,22 +237,35 @@ def _keys(keys, batch, device) -> Optional[torch.Tensor]:
 # --- the public ops ------------------------------------------------------------------------------
 
 
+def _arguments(length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, dtype, device):
+    """The op's host-side arguments after the row shape: (table, sentinels, eos, pad, input_length,
+    target_length, draw)."""
+    id_limit = torch.iinfo(dtype).max + 1
+    eos = check_int("eos_token_id", eos_token_id, -id_limit, id_limit)
+    pad = check_int("pad_token_id", pad_token_id, -id_limit, id_limit)
+    plan = _plan(length, denoisers, weights)
+    sentinels = _sentinels(sentinel_ids, vocab_size, plan.sentinels_needed, id_limit)
+    return (_constant(plan.table, device), _constant(sentinels, device), eos, pad,
+            plan.input_length, plan.target_length, plan.draw)
+
+
+# The same, one cache lookup per call, for the usual arguments (plain ints, default sentinels).
+_cached_arguments = _library.eager_cache(_arguments)
+
+
 def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, backend):
     check_backend(backend)
     ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
     device = ids.device
-    id_limit = torch.iinfo(ids.dtype).max + 1
-    eos = check_int("eos_token_id", eos_token_id, -id_limit, id_limit)
-    pad = check_int("pad_token_id", pad_token_id, -id_limit, id_limit)
-    plan = _plan(length, denoisers, weights)
-    sentinels = _sentinels(sentinel_ids, vocab_size, plan.sentinels_needed, id_limit)
+    plain_ints = (sentinel_ids is None and type(eos_token_id) is int and type(pad_token_id) is int
+                  and (vocab_size is None or type(vocab_size) is int))
+    arguments = (_cached_arguments if plain_ints else _arguments)(
+        length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, ids.dtype, device)
     keys = _keys(keys, batch, device)
     seed = resolve_seed(seed, device)
     out = _library.call(
-        torch.ops.fastmask.span_corruption, _library.span_corruption_impl,
-        ids, seed, keys, _constant(plan.table, device), _constant(sentinels, device), eos, pad,
-        plan.input_length, plan.target_length, plan.draw, backend,
+        torch.ops.fastmask.span_corruption, _library.span_corruption_impl, ids, seed, keys, *arguments, backend,
     )
     if one_row:
         out = tuple(t[0] for t in out)

@@ -56,9 +56,11 @@ def span_corruption(ids, seed, keys, table, sentinels, eos, pad, input_length, t
     with_sentinels = table[choice, 4]  # 1 or 0
 
     gap = torch.arange(length, device=device)
-    w = stream_words(seed, keys.reshape(-1, 1), gap, Purpose.T5_SPANS)
-    cut_noise = cut_gaps(w[..., 0], gap, noise, spans)
-    cut_plain = cut_gaps(w[..., 1], gap, plain, spans)
+    # Gap g: word g % 2 (noise) and 2 + g % 2 (non-noise) of position g // 2.
+    w = stream_words(seed, keys.reshape(-1, 1), gap // 2, Purpose.T5_SPANS)
+    odd = (gap % 2) == 1
+    cut_noise = cut_gaps(torch.where(odd, w[..., 1], w[..., 0]), gap, noise, spans)
+    cut_plain = cut_gaps(torch.where(odd, w[..., 3], w[..., 2]), gap, plain, spans)
     # Item j lies in segment (cuts at gaps < j); segments s end at ends[s].
     seg_noise = cut_noise.cumsum(1) - cut_noise.to(torch.int64)
     seg_plain = cut_plain.cumsum(1) - cut_plain.to(torch.int64)

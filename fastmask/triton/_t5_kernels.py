@@ -99,9 +99,11 @@ def span_corruption_kernel(
     plain = length - noise
 
     # The cuts: K - 1 noise gaps by w0, K - 1 non-noise gaps by w1; the segments they end.
-    w0, w1, _, _ = stream_words(seed, key, lane, purpose_spans)
-    cut_noise = _cuts(w0.to(tl.int64), gap, noise, spans)
-    cut_plain = _cuts(w1.to(tl.int64), gap, plain, spans)
+    # Gap g: word g % 2 (noise) and 2 + g % 2 (non-noise) of position g // 2.
+    w0, w1, w2, w3 = stream_words(seed, key, lane // 2, purpose_spans)
+    odd = (lane % 2) == 1
+    cut_noise = _cuts(tl.where(odd, w1, w0).to(tl.int64), gap, noise, spans)
+    cut_plain = _cuts(tl.where(odd, w3, w2).to(tl.int64), gap, plain, spans)
     seg_noise = (tl.cumsum(cut_noise.to(tl.int32), axis=0) - cut_noise.to(tl.int32)).to(tl.int64)
     seg_plain = (tl.cumsum(cut_plain.to(tl.int32), axis=0) - cut_plain.to(tl.int32)).to(tl.int64)
     ends_noise = _segment_ends(cut_noise, gap, noise, BLOCK)
