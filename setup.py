@@ -2,8 +2,11 @@
 import glob
 import os
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+
+# Compile the sources in parallel (all cores; NPY_NUM_BUILD_JOBS overrides).
+ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 ext = Pybind11Extension(
     "fastmask._C",

@@ -17,11 +17,11 @@ import torch
 
 from .reference.cross_entropy import accumulation_dtype
 
-# Rows per chunk, by default: about 2^22 logits (16 MiB in fp32) per chunk on a CPU, 2^24 on a GPU
-# (whose matmuls need more rows to reach peak), at least 16 rows; a power of two. Large enough that
+# Rows per chunk, by default: about 2^22 logits (16 MiB in fp32) per chunk on a CPU, 2^26 on a GPU
+# (whose matmuls need many rows to reach peak: 2^24 gave 128-row chunks at V = 128256, measured slow), at least 16 rows; a power of two. Large enough that
 # each matmul runs near the BLAS's peak, small enough to stay a fraction of the [V, D] weight
 # gradient that the loss returns anyway.
-_CHUNK_LOGITS = {"cpu": 1 << 22, "cuda": 1 << 24}
+_CHUNK_LOGITS = {"cpu": 1 << 22, "cuda": 1 << 26}
 _MIN_CHUNK = 16
 
 
@@ -61,7 +61,10 @@ def _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bia
     if grad_rows is not None:
         torch.mm(grad_logits, weight, out=grad_rows[start:end])
     if grad_weight is not None:
-        grad_weight.addmm_(grad_logits.t().to(grad_weight.dtype), chunk.to(grad_weight.dtype))
+        if grad_logits.dtype == grad_weight.dtype:
+            grad_weight.addmm_(grad_logits.t(), chunk)
+        else:  # bf16/fp16: the product in that dtype (tensor cores, fp32 inside), the sum over chunks in fp32
+            grad_weight.add_(torch.mm(grad_logits.t(), chunk))
     if grad_bias is not None:
         grad_bias.add_(grad_logits.sum(0, dtype=grad_bias.dtype))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from fractions import Fraction
 from typing import NamedTuple, Optional
 
 import torch
@@ -58,10 +57,10 @@ def span_count(noise: int, mean: float) -> int:
     """round(noise / mean), ties to even, exactly: mean = a / b (a float is a binary fraction), so
     noise / mean = q + r / a with q, r = divmod(noise * b, a). Python's round(noise / mean), numpy's
     and T5's give the same (they round ties to even too)."""
-    fraction = Fraction(mean)
-    q, r = divmod(noise * fraction.denominator, fraction.numerator)
+    numerator, denominator = mean.as_integer_ratio()  # exact, and traceable (Dynamo cannot trace Fraction)
+    q, r = divmod(noise * denominator, numerator)
     twice = 2 * r
-    return q + (twice > fraction.numerator or (twice == fraction.numerator and q % 2 == 1))
+    return q + (twice > numerator or (twice == numerator and q % 2 == 1))
 
 
 def _span_counts(length: int, density: float, mean: float) -> tuple[int, int]:
@@ -141,14 +140,17 @@ def _choice_thresholds(weights, count_denoisers) -> tuple[int, ...]:
     for w in weights:
         if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
             raise ValueError(f"weights: expected finite numbers >= 0, got {w!r}")
-    fractions = [Fraction(w) for w in weights]
-    total = sum(fractions)
+    # Exact: each weight a / b over one common denominator, in integers (no Fraction: Dynamo traces this).
+    ratios = [w.as_integer_ratio() for w in weights]
+    common = math.lcm(*(b for _, b in ratios))
+    numerators = [a * (common // b) for a, b in ratios]
+    total = sum(numerators)
     if total == 0:
         raise ValueError("weights: expected a positive total")
-    thresholds, running = [], Fraction(0)
-    for f in fractions:
-        running += f
-        thresholds.append(int(running * TWO_32 / total))  # floor of an exact non-negative fraction
+    thresholds, running = [], 0
+    for numerator in numerators:
+        running += numerator
+        thresholds.append(running * TWO_32 // total)  # floor(running / total * 2^32), exactly
     thresholds[-1] = TWO_32
     return tuple(thresholds)
 

@@ -247,3 +247,15 @@ def test_summary_keeps_the_newest_speedup_and_leaves_out_the_reference(tmp_path)
     (row,) = latest_speedups(path)
     assert row["provider"] == "fastmask-cpp" and float(row["median"]) == 3.0
     assert "| case | 1x1 | fastmask-cpp | base | 3.00x | d | c |" in markdown(path)
+
+
+def test_a_peer_that_raises_becomes_an_unavailable_row():
+    from fastmask.bench.cases import Case
+
+    def broken():
+        raise TypeError("linear_cross_entropy() got an unexpected keyword argument 'bias'")
+
+    case = Case("x", "y", "1", {"base": lambda: None, "peer": broken, "fastmask-cpp": lambda: None}, "base", 1, "items")
+    kept = cli._runnable(case)
+    assert set(kept.providers) == {"base", "fastmask-cpp"}
+    assert kept.unavailable["peer"].startswith("raised TypeError: linear_cross_entropy()")

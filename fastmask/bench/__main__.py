@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                     # Threads only matter on the CPU; they go in the case name so 1t and 8t rows never mix.
                     name = case.name if args.device == "cuda" else f"{case.name}/{args.threads}t"
                     progress.update(task, description=f"{family}: {name} {case.shape}")
+                    case = _runnable(case)  # a peer that raises is reported, not fatal
                     timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
                     memory = {p: peak_bytes(fn, args.device) for p, fn in case.providers.items()} if case.memory else {}
                     rows += _rows(case, name, timings, memory, env, bandwidth)
@@ -110,6 +112,24 @@ def _compare(console: Console, old: str, new: str) -> int:
     regressions = sum(c.verdict == "regression" for c in changes)
     console.print(f"{len(changes)} cases compared, {regressions} regressed beyond their p20-p80 spread", markup=False)
     return 1 if regressions else 0
+
+
+def _runnable(case: Case) -> Case:
+    """The case without the providers whose first call raises (a peer's version that does not take
+    these arguments, say): they move to `unavailable` with the error, so one peer cannot stop a run.
+    A failing baseline, or fastmask itself, still raises."""
+    failed = {}
+    for provider, fn in case.providers.items():
+        if provider == case.baseline or provider.startswith("fastmask"):
+            continue
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001  (any failure of a peer is reported the same way)
+            failed[provider] = f"raised {type(error).__name__}: {error}"[:200]
+    if not failed:
+        return case
+    providers = {p: fn for p, fn in case.providers.items() if p not in failed}
+    return dataclasses.replace(case, providers=providers, unavailable={**case.unavailable, **failed})
 
 
 def _time(fn, device: str, repeats: int) -> Timing:

@@ -37,11 +37,39 @@ except ImportError as error:  # the extension did not build, or this is a source
 HAS_CPP = _C is not None
 
 
+class _Checked:
+    """fastmask._C whose kernels raise: each returns its error message ("" when none) instead of
+    throwing through pybind11 (csrc/module.cpp says why); here a message becomes a ValueError."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        function = getattr(self._module, name)
+        if not callable(function):
+            return function
+
+        def call(*args, **kwargs):
+            result = function(*args, **kwargs)
+            if isinstance(result, str):
+                if result:
+                    raise ValueError(result)
+                return None
+            return result
+
+        call.__name__ = name
+        setattr(self, name, call)  # resolved once per name
+        return call
+
+
+_CHECKED = None if _C is None else _Checked(_C)
+
+
 def cpp():
-    """The C++ module, or a clear error when it did not build."""
-    if _C is None:
+    """The C++ module (errors raised as ValueError), or a clear error when it did not build."""
+    if _CHECKED is None:
         raise RuntimeError("fastmask: backend='cpp' needs the C++ extension fastmask._C, which is not built")
-    return _C
+    return _CHECKED
 
 
 def num_threads() -> int:

@@ -106,7 +106,7 @@ def _cases(device: str, rows: int, length: int) -> list[Case]:
         collator = DataCollatorForLanguageModeling(tok, mlm_probability=MLM_PROBABILITY, seed=0)
         # The seed takes effect only inside collator(...) (torch_call); torch_mask_tokens alone would
         # use torch's global generator. Make the generator it would use, so both paths cost the same.
-        collator.create_rng("pt")
+        _seed_generator(collator)
         baseline = "hf.torch_mask_tokens"
         variants["hf-default"][baseline] = lambda: collator.torch_mask_tokens(ids.clone())
         variants["special-mask"][baseline] = lambda: collator.torch_mask_tokens(
@@ -121,3 +121,11 @@ def _cases(device: str, rows: int, length: int) -> list[Case]:
     return [Case("masking", f"mask_tokens/{name}", f"{rows}x{length}", providers, baseline, rows * length, "tokens",
                  bytes=(24 if name == "hf-default" else 32) * rows * length)
             for name, providers in variants.items()]
+
+
+def _seed_generator(collator) -> None:
+    """Make the generator that collator(...) would use (transformers >= 5.24 takes the tensor type)."""
+    try:
+        collator.create_rng("pt")
+    except TypeError:  # earlier 5.x: no argument
+        collator.create_rng()

@@ -98,6 +98,7 @@ def _add_peers(providers, unavailable, inputs) -> None:
     try:
         from cut_cross_entropy import linear_cross_entropy
 
-        providers["cut cross-entropy"] = _step(lambda h, w, b, y: linear_cross_entropy(h, w, y, bias=b), *inputs)
+        # CCE takes no bias; the inputs' bias is zero, so the loss is the same.
+        providers["cut cross-entropy"] = _step(lambda h, w, b, y: linear_cross_entropy(h, w, y), *inputs)
     except ImportError as error:
         unavailable["cut cross-entropy"] = f"cut_cross_entropy not importable ({error})"

@@ -35,7 +35,7 @@ import torch
 import fastmask
 
 from . import Case
-from .masking import _missing_peer, tokenizer
+from .masking import _missing_peer, _seed_generator, tokenizer
 
 SHAPES = [(32, 512), (256, 128)]
 QUICK_SHAPES = SHAPES
@@ -126,7 +126,7 @@ def _case(device: str, rows: int, length: int) -> list[Case]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Random token replacement is not supported with whole word masking"
             collator = DataCollatorForLanguageModeling(tok, whole_word_mask=True, mlm_probability=MLM_PROBABILITY, seed=0)
-        collator.create_rng("pt")  # the generator collator(...) would use
+        _seed_generator(collator)  # the generator collator(...) would use
         baseline = "hf.torch_mask_tokens(wwm)"
         variants["hf-default"][baseline] = lambda: collator.torch_mask_tokens(ids.clone(), offset_mapping=offset_mapping)
         variants["special-mask"][baseline] = lambda: collator.torch_mask_tokens(
