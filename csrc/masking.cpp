@@ -25,6 +25,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define FASTMASK_MASKING_X86 1
+#include "philox_avx2.h"
 #endif
 
 namespace fastmask {
@@ -585,42 +586,18 @@ __attribute__((target("avx2"))) inline uint64_t byte_table_bits64(const uint8_t*
   return bits;
 }
 
-// Philox words at 8 * kVectors arbitrary positions (the philox_block rounds with the counters
-// loaded), word j of position k to out[j * stride + k]. Four vectors in flight for whole batches; a
+// Philox words at 8 * kVectors arbitrary positions (philox_avx2.h), word j of position k to
+// out[j * stride + k]. Four vectors in flight for whole batches; a
 // row's last words take only the vectors they need (a 128-token row has some 70 words).
 template <int kVectors>
 __attribute__((target("avx2"))) void philox_at_avx2(uint64_t seed, uint64_t key, uint32_t purpose,
                                                     const uint32_t* positions, uint32_t* out, int64_t stride) {
   constexpr int kLanes = 8;
-  const __m256i round_a = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA));
-  const __m256i round_b = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
   __m256i c0[kVectors], c1[kVectors], c2[kVectors], c3[kVectors];
   for (int n = 0; n < kVectors; ++n) {
     c0[n] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(positions + n * kLanes));
-    c1[n] = _mm256_set1_epi32(static_cast<int>(purpose));
-    c2[n] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(key)));
-    c3[n] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(key >> 32)));
   }
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    const __m256i key0 = _mm256_set1_epi32(static_cast<int>(k0)), key1 = _mm256_set1_epi32(static_cast<int>(k1));
-    for (int n = 0; n < kVectors; ++n) {
-      const __m256i even_a = _mm256_mul_epu32(round_a, c0[n]);
-      const __m256i odd_a = _mm256_mul_epu32(round_a, _mm256_srli_epi64(c0[n], 32));
-      const __m256i even_b = _mm256_mul_epu32(round_b, c2[n]);
-      const __m256i odd_b = _mm256_mul_epu32(round_b, _mm256_srli_epi64(c2[n], 32));
-      const __m256i hi_a = _mm256_blend_epi32(_mm256_srli_epi64(even_a, 32), odd_a, 0xAA);
-      const __m256i lo_a = _mm256_blend_epi32(even_a, _mm256_slli_epi64(odd_a, 32), 0xAA);
-      const __m256i hi_b = _mm256_blend_epi32(_mm256_srli_epi64(even_b, 32), odd_b, 0xAA);
-      const __m256i lo_b = _mm256_blend_epi32(even_b, _mm256_slli_epi64(odd_b, 32), 0xAA);
-      c0[n] = _mm256_xor_si256(_mm256_xor_si256(hi_b, c1[n]), key0);
-      c2[n] = _mm256_xor_si256(_mm256_xor_si256(hi_a, c3[n]), key1);
-      c1[n] = lo_b;
-      c3[n] = lo_a;
-    }
-    k0 += kPhiloxKeyA;
-    k1 += kPhiloxKeyB;
-  }
+  philox_avx2(seed, key, purpose, c0, c1, c2, c3);
   for (int n = 0; n < kVectors; ++n) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 0 * stride + n * kLanes), c0[n]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 1 * stride + n * kLanes), c1[n]);
