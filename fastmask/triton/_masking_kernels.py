@@ -133,11 +133,7 @@ def mask_tokens_kernel(
     # The candidates of selection: eligible tokens, or the first tokens of eligible words.
     if WHOLE_WORD:
         code = tl.load(words_ptr + row * words_stride_row + position64 * words_stride_col, mask=in_row, other=NO_WORD)
-        eligible = eligible & (code != NO_WORD)
-        # A word also starts where the token before is not eligible: the last ineligible position at
-        # or before i (a running max) is then i - 1 (-1 for i = 0).
-        last_outside = tl.associative_scan(tl.where(eligible, -1, position), 0, _maximum)
-        candidates = eligible & ((code == WORD_STARTS) | (last_outside == position - 1))
+        eligible, candidates = word_starts(code, eligible, position)
     else:
         candidates = eligible
 
@@ -206,6 +202,16 @@ def mask_tokens_kernel(
     out_offsets = out_row * length + position64
     tl.store(out_ids_ptr + out_offsets, out_ids.to(out_ids_ptr.dtype.element_ty), mask=in_row)
     tl.store(labels_ptr + out_offsets, labels.to(labels_ptr.dtype.element_ty), mask=in_row)
+
+
+@triton.jit
+def word_starts(code, eligible, position):
+    """(eligible, the first tokens of eligible words) from a row's word codes: tokens in no word are
+    not eligible, and a word also starts where the token before is not eligible (the last
+    ineligible position at or before i, a running max, is then i - 1; -1 for i = 0)."""
+    eligible = eligible & (code != NO_WORD)
+    last_outside = tl.associative_scan(tl.where(eligible, -1, position), 0, _maximum)
+    return eligible, eligible & ((code == WORD_STARTS) | (last_outside == position - 1))
 
 
 @triton.jit

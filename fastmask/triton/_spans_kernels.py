@@ -2,20 +2,14 @@
 import triton
 import triton.language as tl
 
-from ._masking_kernels import REPLACE_NONE, REPLACE_SKIP_SPECIALS, REPLACE_TABLE, store_positions
+from ._masking_kernels import (NO_WORD, REPLACE_NONE, REPLACE_SKIP_SPECIALS, REPLACE_TABLE, _maximum, store_positions,
+                               word_starts)
 from ._rng_kernels import stream_words
 
 
 HALF = tl.constexpr(0x80000000)  # count(t, n) = (n * t + 2^31) >> 32
 MAX_CAP = tl.constexpr(0x7FFFFFFF)
-WORD_STARTS = tl.constexpr(1)  # word codes (fastmask/words.py): 0 continues, 1 starts, 2 no word
-NO_WORD = tl.constexpr(2)
 ABOVE_WORDS = tl.constexpr(1 << 33)  # above every 32-bit word: padding of the length table
-
-
-@triton.jit
-def _maximum(a, b):
-    return tl.maximum(a, b)
 
 
 @triton.jit(do_not_specialize=["length", "num_specials", "table_size", "replace_count", "max_predictions",
@@ -102,9 +96,7 @@ def mask_spans_kernel(
         eligible = eligible & (attention != 0)
     if HAS_WORDS:
         code = tl.load(words_ptr + row * words_stride_row + position64 * words_stride_col, mask=in_row, other=NO_WORD)
-        eligible = eligible & (code != NO_WORD)
-        last_outside = tl.associative_scan(tl.where(eligible, -1, position), 0, _maximum)
-        first = eligible & ((code == WORD_STARTS) | (last_outside == position - 1))
+        eligible, first = word_starts(code, eligible, position)
     else:
         first = eligible
 
