@@ -430,15 +430,6 @@ inline uint64_t nonzero_bits_scalar(const M* p, int64_t stride, int64_t lanes) {
 }
 
 #ifdef FASTMASK_MASKING_X86
-__attribute__((target("avx2"))) inline uint64_t zero_bytes64(const uint8_t* p) {
-  const __m256i zero = _mm256_setzero_si256();
-  const uint32_t lo = static_cast<uint32_t>(
-      _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), zero)));
-  const uint32_t hi = static_cast<uint32_t>(
-      _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)), zero)));
-  return lo | (static_cast<uint64_t>(hi) << 32);
-}
-
 __attribute__((target("avx2"))) inline uint64_t equal_bytes64(const uint8_t* p, uint8_t value) {
   const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
   const uint32_t lo = static_cast<uint32_t>(
@@ -448,7 +439,8 @@ __attribute__((target("avx2"))) inline uint64_t equal_bytes64(const uint8_t* p, 
   return lo | (static_cast<uint64_t>(hi) << 32);
 }
 
-// 64 contiguous int64 (or int32) values: bits of value == 0.
+// 64 contiguous uint8, int32 or int64 values: bits of value == 0.
+__attribute__((target("avx2"))) inline uint64_t zero_bits64(const uint8_t* p) { return equal_bytes64(p, 0); }
 __attribute__((target("avx2"))) inline uint64_t zero_bits64(const int64_t* p) {
   const __m256i zero = _mm256_setzero_si256();
   uint64_t bits = 0;
@@ -624,36 +616,25 @@ __attribute__((target("avx2"))) inline uint64_t chosen_bits64(const uint32_t* w0
 }
 #endif
 
+// "value != 0" bits of `lanes` elements from p (stride in elements): 64 contiguous ones vectorized.
+template <bool kVector, typename M>
+__attribute__((always_inline)) inline uint64_t nonzero_bits(const M* p, int64_t stride, int64_t lanes) {
+#ifdef FASTMASK_MASKING_X86
+  if constexpr (kVector)
+    if (lanes == kScan && stride == 1) return ~zero_bits64(p);
+#endif
+  return nonzero_bits_scalar(p, stride, lanes);
+}
+
 // "value != 0" bits of 64 (or `lanes`) elements of row `row` of a [batch, length] mask from `start`.
 template <bool kVector>
 __attribute__((always_inline)) inline uint64_t mask_nonzero_bits(const IntView& m, int64_t row, int64_t start, int64_t lanes) {
   const int64_t offset = row * m.stride0 + start * m.stride1;
   switch (m.dtype) {
     case kBool:
-    case kUInt8: {
-      const uint8_t* p = static_cast<const uint8_t*>(m.data) + offset;
-#ifdef FASTMASK_MASKING_X86
-      if constexpr (kVector)
-        if (lanes == kScan && m.stride1 == 1) return ~zero_bytes64(p);
-#endif
-      return nonzero_bits_scalar(p, m.stride1, lanes);
-    }
-    case kInt32: {
-      const int32_t* p = static_cast<const int32_t*>(m.data) + offset;
-#ifdef FASTMASK_MASKING_X86
-      if constexpr (kVector)
-        if (lanes == kScan && m.stride1 == 1) return ~zero_bits64(p);
-#endif
-      return nonzero_bits_scalar(p, m.stride1, lanes);
-    }
-    case kInt64: {
-      const int64_t* p = static_cast<const int64_t*>(m.data) + offset;
-#ifdef FASTMASK_MASKING_X86
-      if constexpr (kVector)
-        if (lanes == kScan && m.stride1 == 1) return ~zero_bits64(p);
-#endif
-      return nonzero_bits_scalar(p, m.stride1, lanes);
-    }
+    case kUInt8: return nonzero_bits<kVector>(static_cast<const uint8_t*>(m.data) + offset, m.stride1, lanes);
+    case kInt32: return nonzero_bits<kVector>(static_cast<const int32_t*>(m.data) + offset, m.stride1, lanes);
+    case kInt64: return nonzero_bits<kVector>(static_cast<const int64_t*>(m.data) + offset, m.stride1, lanes);
     default:
       fail("fastmask: unsupported mask dtype code ", m.dtype);
   }
