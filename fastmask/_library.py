@@ -352,3 +352,47 @@ def patch_shuffle(
 def _(seed, keys, batch, length, keep, backend):
     return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
             seed.new_empty((batch, length), dtype=torch.int64))
+
+
+# --- fused LM-head cross-entropy (Triton only: CUDA, or CPU tensors under TRITON_INTERPRET=1) ----
+
+
+def _fused_head():
+    from .triton import lm_head  # imports triton: only on the first fused call
+
+    return lm_head
+
+
+@torch.library.custom_op("fastmask::lm_head_fused_forward", mutates_args=())
+def lm_head_fused_forward(
+    rows: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], labels: torch.Tensor, ignore_index: int,
+    label_smoothing: float, z_loss: float, softcap: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss [R], lse [R], predicted ids [R]) of rows @ weight.T + bias, without the [R, V] logits."""
+    return _fused_head().forward(rows, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap)
+
+
+@lm_head_fused_forward.register_fake
+def _(rows, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap):
+    n = rows.shape[0]
+    return rows.new_empty(n, dtype=torch.float32), rows.new_empty(n, dtype=torch.float32), rows.new_empty(n, dtype=torch.int64)
+
+
+@torch.library.custom_op("fastmask::lm_head_fused_backward", mutates_args=())
+def lm_head_fused_backward(
+    rows: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], labels: torch.Tensor, lse: torch.Tensor,
+    grad_loss: torch.Tensor, ignore_index: int, label_smoothing: float, z_loss: float, softcap: float, filter_eps: float,
+    want_rows: bool, want_weight: bool, want_bias: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of (rows, weight, bias); an empty tensor for each one not wanted (schemas return no None)."""
+    grads = _fused_head().backward(rows, weight, bias, labels, lse, grad_loss, ignore_index, label_smoothing, z_loss,
+                                   softcap, filter_eps, (want_rows, want_weight, want_bias))
+    return tuple(rows.new_empty(0) if grad is None else grad for grad in grads)
+
+
+@lm_head_fused_backward.register_fake
+def _(rows, weight, bias, labels, lse, grad_loss, ignore_index, label_smoothing, z_loss, softcap, filter_eps,
+      want_rows, want_weight, want_bias):
+    return (torch.empty_like(rows) if want_rows else rows.new_empty(0),
+            torch.empty_like(weight) if want_weight else rows.new_empty(0),
+            torch.empty_like(bias) if want_bias and bias is not None else rows.new_empty(0))

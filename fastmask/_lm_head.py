@@ -140,3 +140,27 @@ class RowHeadLoss(torch.autograd.Function):
             del grad_logits
         return (grad_rows, None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(bias.dtype), None, None)
+
+
+class FusedHeadLoss(torch.autograd.Function):
+    """Per-row losses [R] (fp32) from the fused Triton head: logit tiles live only in the kernel's
+    registers; the backward recomputes them (4 matmul-equivalents, as Cut Cross-Entropy)."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, labels, options: HeadOptions, filter_eps: float):
+        ignore_index, label_smoothing, z_loss, softcap, _ = options.ce
+        loss, lse, _ = torch.ops.fastmask.lm_head_fused_forward(rows, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap)
+        ctx.save_for_backward(rows, weight, bias, labels, lse)
+        ctx.options, ctx.filter_eps = options, filter_eps
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        rows, weight, bias, labels, lse = ctx.saved_tensors
+        ignore_index, label_smoothing, z_loss, softcap, _ = ctx.options.ce
+        grad_rows, grad_weight, grad_bias = torch.ops.fastmask.lm_head_fused_backward(
+            rows, weight, bias, labels, lse, grad_loss.contiguous(), ignore_index, label_smoothing, z_loss, softcap,
+            ctx.filter_eps, *ctx.needs_input_grad[:3])
+        wanted = ctx.needs_input_grad
+        return (grad_rows if wanted[0] else None, grad_weight if wanted[1] else None,
+                grad_bias if wanted[2] and bias is not None else None, None, None, None)

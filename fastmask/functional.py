@@ -302,6 +302,7 @@ def _vocabulary_choices(specials: tuple[int, ...], vocab_size: int) -> int:
     return vocab_size - sum(1 for s in specials if s < vocab_size)
 
 
+_LM_IMPLS = ("chunked", "fused")
 _REDUCTIONS = ("mean", "sum", "none")
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
@@ -459,6 +460,8 @@ def masked_lm_loss(
     return_dropped: bool = False,
     validate: bool = False,
     backend: str = "auto",
+    impl: str = "chunked",
+    filter_eps: Optional[float] = None,
 ):
     """The masked-LM head and its cross-entropy on the predicted rows only:
     masked_cross_entropy(hidden @ weight.T + bias, labels) without the [rows, V] logits, and without
@@ -472,6 +475,11 @@ def masked_lm_loss(
     returns that count as a device tensor; validate=True raises instead); or every labelled row.
     Shapes are static on a GPU and under torch.compile; on a CPU in eager mode the rows are compacted
     exactly (there is no device to sync with), which gives the same loss.
+
+    impl: "chunked" (row chunks through torch's matmuls and the cross-entropy kernels; every
+    backend) or "fused" (one Triton kernel pair computing logit tiles on chip, Cut Cross-Entropy's
+    approach; CUDA, or CPU tensors under TRITON_INTERPRET=1). filter_eps (fused only): skip the
+    gradient of logit tiles whose every |dloss/dlogit| is below it (CCE's filtering; off by default).
 
     Returns the loss (reduction "mean"/"sum": a scalar; "none": per row of the selection, shaped
     like positions, [max_rows], or labels), and the dropped count with return_dropped=True.
@@ -504,6 +512,11 @@ def masked_lm_loss(
     chunk_size = _lm_head.default_chunk_size(vocab, device) if chunk_size is None else check_int("chunk_size", chunk_size, 1, _MAX_LENGTH)
     if max_rows is not None:
         max_rows = check_int("max_rows", max_rows, 1, _MAX_LENGTH)
+    if impl not in _LM_IMPLS:
+        raise ValueError(f"impl: expected one of {', '.join(_LM_IMPLS)}, got {impl!r}")
+    if filter_eps is not None and impl != "fused":
+        raise ValueError("filter_eps: gradient filtering needs impl='fused'")
+    filter_eps = 0.0 if filter_eps is None else _check_float("filter_eps", filter_eps, 0.0, 1.0)
 
     flat_hidden = hidden.reshape(-1, dim)
     flat_labels = labels.reshape(-1)
@@ -518,7 +531,13 @@ def masked_lm_loss(
     row_labels = torch.where(index >= 0, flat_labels.index_select(0, safe), ignore_index)
 
     options = _lm_head.HeadOptions(ignore_index, label_smoothing, z_loss, softcap, backend, chunk_size)
-    if reduction == "none" or not torch.is_grad_enabled():
+    if impl == "fused":
+        loss = _lm_head.FusedHeadLoss.apply(rows, weight, bias, row_labels, options, filter_eps)
+        if reduction == "none":
+            loss = _lm_output_rows(loss, labels, positions, max_rows)
+        else:
+            loss = _reduce(loss, _row_weights(row_labels, None, ignore_index, vocab, rows), reduction, normalizer)
+    elif reduction == "none" or not torch.is_grad_enabled():
         loss = _lm_head.RowHeadLoss.apply(rows, weight, bias, row_labels, options)
         if reduction == "none":
             loss = _lm_output_rows(loss, labels, positions, max_rows)
