@@ -9,7 +9,8 @@ same inputs, same process:
   sync and a data-dependent shape on a GPU);
 - on CUDA also Liger-Kernel's fused linear cross-entropy and Cut Cross-Entropy, on every row as
   users call them (they skip ignored rows' loss but not their matmul), where importable.
-fastmask runs with the labels compacted (CPU: exactly; CUDA: into max_rows = 20% of B*L, static).
+fastmask runs with the labels compacted (CPU: exactly; CUDA: into max_rows = 20% of B*L, static),
+on CUDA both as the chunked cuBLAS path (the default) and as the fused Triton head (impl="fused").
 Peak memory is recorded for every provider, and its workspace: the peak above the three gradients
 (the [V, D] weight gradient dominates) that every provider must return. Work units are labelled rows.
 """
@@ -77,6 +78,8 @@ def _case(device: str, batch: int, length: int, dim: int, vocab: int, dtype: tor
         max_rows = int(CAPACITY * batch * length)
         providers["fastmask-triton"] = _step(
             lambda h, w, b, y: fastmask.masked_lm_loss(h, w, y, bias=b, max_rows=max_rows), *inputs)
+        providers["fastmask-triton fused"] = _step(
+            lambda h, w, b, y: fastmask.masked_lm_loss(h, w, y, bias=b, max_rows=max_rows, impl="fused"), *inputs)
         _add_peers(providers, unavailable, inputs)
     else:
         providers["fastmask-cpp"] = _step(lambda h, w, b, y: fastmask.masked_lm_loss(h, w, y, bias=b), *inputs)
