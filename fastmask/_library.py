@@ -352,3 +352,44 @@ def patch_shuffle(
 def _(seed, keys, batch, length, keep, backend):
     return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
             seed.new_empty((batch, length), dtype=torch.int64))
+
+
+# --- pruning masks (fastmask/pruning.py, docs/pruning.md) ------------------------------------------
+
+
+def _pruning_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import pruning
+    elif chosen == "triton":
+        from .triton import pruning
+    else:
+        from .reference import pruning
+    return pruning
+
+
+def magnitude_masks_impl(scores, counts, backend):
+    return _pruning_module(resolve_backend(backend, scores[0].device)).magnitude_masks(list(scores), list(counts))
+
+
+@torch.library.custom_op("fastmask::magnitude_masks", mutates_args=())
+def magnitude_masks(scores: list[torch.Tensor], counts: list[int], backend: str) -> list[torch.Tensor]:
+    return magnitude_masks_impl(scores, counts, backend)
+
+
+@magnitude_masks.register_fake
+def _(scores, counts, backend):
+    return [torch.empty_like(s, dtype=torch.bool, memory_format=torch.contiguous_format) for s in scores]
+
+
+def nm_mask_impl(scores, n, m, backend):
+    return _pruning_module(resolve_backend(backend, scores.device)).nm_mask(scores, n, m)
+
+
+@torch.library.custom_op("fastmask::nm_mask", mutates_args=())
+def nm_mask(scores: torch.Tensor, n: int, m: int, backend: str) -> torch.Tensor:
+    return nm_mask_impl(scores, n, m, backend)
+
+
+@nm_mask.register_fake
+def _(scores, n, m, backend):
+    return torch.empty_like(scores, dtype=torch.bool, memory_format=torch.contiguous_format)
