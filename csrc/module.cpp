@@ -16,6 +16,8 @@
 #include "spans.h"
 #include "t5.h"
 #include "image.h"
+#include "pruning.h"
+#include "graph.h"
 
 namespace py = pybind11;
 
@@ -301,4 +303,6 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       py::arg("in"), py::arg("in_dtype"), py::arg("out"), py::arg("out_dtype"), py::arg("n"), py::arg("simd"));
+  fastmask::bind_pruning(m);  // magnitude pruning masks (csrc/pruning.cpp)
+  fastmask::bind_graph(m);  // graph masks (csrc/graph.cpp)
 }

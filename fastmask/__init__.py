@@ -3,6 +3,8 @@ from . import _library  # noqa: F401  (registers the fastmask:: custom ops)
 from ._rng import STREAM_VERSION, Purpose
 from .cpp import HAS_CPP
 from .functional import MaskedTokens, mask_tokens, masked_cross_entropy, masked_lm_loss, random_words
+from .pruning import apply_masks, lottery_ticket, magnitude_masks
+from .graph import edge_mask, mask_edges, mask_features, mask_paths, path_mask
 from .image import PatchMask, block_mask, gather_kept, random_patch_mask, restore, simmim_mask, tube_mask
 from .spans import mask_spans
 from .t5 import UL2_DENOISERS, UL2Denoised, t5_lengths, t5_output_lengths, t5_span_corruption, ul2_denoise
@@ -16,4 +18,5 @@ __all__ = [
     "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "nn",
     "random_patch_mask", "random_words", "restore", "simmim_mask", "t5_lengths", "t5_output_lengths", "t5_span_corruption",
     "tube_mask", "ul2_denoise", "word_start_table",
+    "apply_masks", "lottery_ticket", "magnitude_masks", "edge_mask", "mask_edges", "mask_features", "mask_paths", "path_mask",
 ]

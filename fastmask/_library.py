@@ -396,3 +396,103 @@ def _(rows, weight, bias, labels, lse, grad_loss, ignore_index, label_smoothing,
     return (torch.empty_like(rows) if want_rows else rows.new_empty(0),
             torch.empty_like(weight) if want_weight else rows.new_empty(0),
             torch.empty_like(bias) if want_bias and bias is not None else rows.new_empty(0))
+
+
+# --- pruning masks (fastmask/pruning.py, docs/pruning.md) ------------------------------------------
+
+
+def _pruning_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import pruning
+    elif chosen == "triton":
+        from .triton import pruning
+    else:
+        from .reference import pruning
+    return pruning
+
+
+def magnitude_masks_impl(scores, counts, backend):
+    return _pruning_module(resolve_backend(backend, scores[0].device)).magnitude_masks(list(scores), list(counts))
+
+
+@torch.library.custom_op("fastmask::magnitude_masks", mutates_args=())
+def magnitude_masks(scores: list[torch.Tensor], counts: list[int], backend: str) -> list[torch.Tensor]:
+    return magnitude_masks_impl(scores, counts, backend)
+
+
+@magnitude_masks.register_fake
+def _(scores, counts, backend):
+    return [torch.empty_like(s, dtype=torch.bool, memory_format=torch.contiguous_format) for s in scores]
+
+
+def nm_mask_impl(scores, n, m, backend):
+    return _pruning_module(resolve_backend(backend, scores.device)).nm_mask(scores, n, m)
+
+
+@torch.library.custom_op("fastmask::nm_mask", mutates_args=())
+def nm_mask(scores: torch.Tensor, n: int, m: int, backend: str) -> torch.Tensor:
+    return nm_mask_impl(scores, n, m, backend)
+
+
+@nm_mask.register_fake
+def _(scores, n, m, backend):
+    return torch.empty_like(scores, dtype=torch.bool, memory_format=torch.contiguous_format)
+
+
+# --- graph masks (fastmask/graph.py, docs/graph.md): fixed-size masks; the face compacts edge lists ----
+
+
+def _graph_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import graph
+    elif chosen == "triton":
+        from .triton import graph
+    else:
+        from .reference import graph
+    return graph
+
+
+def edge_mask_impl(edge_index, seed, key, threshold, num_nodes, backend):
+    return _graph_module(resolve_backend(backend, edge_index.device)).edge_mask(edge_index, seed, key, threshold,
+                                                                                num_nodes)
+
+
+@torch.library.custom_op("fastmask::edge_mask", mutates_args=())
+def edge_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, threshold: int, num_nodes: int,
+              backend: str) -> torch.Tensor:
+    return edge_mask_impl(edge_index, seed, key, threshold, num_nodes, backend)
+
+
+@edge_mask.register_fake
+def _(edge_index, seed, key, threshold, num_nodes, backend):
+    return edge_index.new_empty(edge_index.shape[1], dtype=torch.bool)
+
+
+def feature_drops_impl(seed, key, n, threshold, backend):
+    return _graph_module(resolve_backend(backend, seed.device)).feature_drops(seed, key, n, threshold)
+
+
+@torch.library.custom_op("fastmask::feature_drops", mutates_args=())
+def feature_drops(seed: torch.Tensor, key: torch.Tensor, n: int, threshold: int, backend: str) -> torch.Tensor:
+    return feature_drops_impl(seed, key, n, threshold, backend)
+
+
+@feature_drops.register_fake
+def _(seed, key, n, threshold, backend):
+    return seed.new_empty(n, dtype=torch.bool)
+
+
+def path_mask_impl(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
+    return _graph_module(resolve_backend(backend, edge_index.device)).path_mask(
+        edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node)
+
+
+@torch.library.custom_op("fastmask::path_mask", mutates_args=())
+def path_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, num_nodes: int, root_threshold: int,
+              walk_length: int, walks_per_node: int, backend: str) -> torch.Tensor:
+    return path_mask_impl(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend)
+
+
+@path_mask.register_fake
+def _(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
+    return edge_index.new_empty(edge_index.shape[1], dtype=torch.bool)
