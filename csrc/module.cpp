@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "attention.h"
 #include "cross_entropy.h"
 #include "masking.h"
 #include "padding.h"
@@ -46,6 +47,7 @@ std::string guarded(F&& kernel) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastmask C++ CPU kernels";
   m.attr("STREAM_VERSION") = 1;
+  fastmask::bind_attention(m);  // attention masks (csrc/attention.cpp)
 
   // Collator padding (fastmask/collators.py): reads Python lists, so it keeps the GIL.
   m.def(

@@ -496,3 +496,59 @@ def path_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, n
 @path_mask.register_fake
 def _(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
     return edge_index.new_empty(edge_index.shape[1], dtype=torch.bool)
+
+
+# --- attention masks (fastmask/attention.py, docs/attention.md) ------------------------------------
+
+
+def _attention_module(chosen: str):
+    if chosen == "cpp":
+        from .cpp import attention
+    elif chosen == "triton":
+        from .triton import attention
+    else:
+        from .reference import attention
+    return attention
+
+
+def attention_dense_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend):
+    chosen = resolve_backend(backend, device_like.device)
+    return _attention_module(chosen).dense(
+        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window)
+
+
+@torch.library.custom_op("fastmask::attention_dense", mutates_args=())
+def attention_dense(
+    segment_ids: Optional[torch.Tensor], prefix_lengths: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
+    device_like: torch.Tensor, batch: int, length: int, causal: bool, window: int, backend: str,
+) -> torch.Tensor:
+    """bool [batch, length, length]; device_like (any tensor) carries the device when no other does."""
+    return attention_dense_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend)
+
+
+@attention_dense.register_fake
+def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend):
+    return device_like.new_empty((batch, length, length), dtype=torch.bool)
+
+
+def attention_blocks_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block,
+                          backend):
+    chosen = resolve_backend(backend, device_like.device)
+    return _attention_module(chosen).block_states(
+        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window, block)
+
+
+@torch.library.custom_op("fastmask::attention_blocks", mutates_args=())
+def attention_blocks(
+    segment_ids: Optional[torch.Tensor], prefix_lengths: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
+    device_like: torch.Tensor, batch: int, length: int, causal: bool, window: int, block: int, backend: str,
+) -> torch.Tensor:
+    """int8 [batch, nQ, nK] block states: 0 empty, 1 partial, 2 full."""
+    return attention_blocks_impl(
+        segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend)
+
+
+@attention_blocks.register_fake
+def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend):
+    blocks = -(-length // block)
+    return device_like.new_empty((batch, blocks, blocks), dtype=torch.int8)
