@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cross_entropy.h"
+#include "distillation.h"
 #include "masking.h"
 #include "padding.h"
 #include "philox_block.h"
@@ -301,4 +302,5 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       py::arg("in"), py::arg("in_dtype"), py::arg("out"), py::arg("out_dtype"), py::arg("n"), py::arg("simd"));
+  fastmask::bind_distillation(m);  // csrc/distillation_binding.cpp
 }

@@ -7,13 +7,14 @@ from .image import PatchMask, block_mask, gather_kept, random_patch_mask, restor
 from .spans import mask_spans
 from .t5 import UL2_DENOISERS, UL2Denoised, t5_lengths, t5_output_lengths, t5_span_corruption, ul2_denoise
 from .words import word_start_table
+from ._distillation import masked_distillation_loss
 from . import collators, nn
 from .collators import DeviceMasker
 
 __version__ = "0.1.0"
 __all__ = [
     "HAS_CPP", "STREAM_VERSION", "Purpose", "DeviceMasker", "MaskedTokens", "PatchMask", "UL2Denoised", "UL2_DENOISERS",
-    "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "nn",
+    "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_distillation_loss", "masked_lm_loss", "nn",
     "random_patch_mask", "random_words", "restore", "simmim_mask", "t5_lengths", "t5_output_lengths", "t5_span_corruption",
     "tube_mask", "ul2_denoise", "word_start_table",
 ]
