@@ -3,6 +3,8 @@ dense recipe (every row's logits, then the masked rows selected, then F.kl_div w
 HF's distillation example computes it, plus the masked-LM cross-entropy) for the loss and the
 student's gradients; every backend, divergence, temperature and hard weight; Liger's JSD / KL test
 cases ported beside their own torch oracles; the kernel op, compile, meta, errors."""
+import csv
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -159,6 +161,18 @@ def test_teacher_gets_no_gradient_and_may_run_under_no_grad():
     loss = fastmask.masked_distillation_loss(sh.requires_grad_(True), sw, th, tw, labels, hard_weight=1.0)
     loss.backward()
     assert th.grad is None and tw.grad is None and sh.grad is not None
+
+
+def test_autocast_runs_the_heads_in_its_dtype():
+    """Under autocast the heads run in bf16 (as nn.Linear would): the loss of bf16-cast inputs, fp32
+    gradients for the fp32 leaves."""
+    tensors, labels = (lambda t: (t[:6], t[6]))(make(2, 8, 16, 24, 53, dtype=torch.float32, seed=6))
+    fn = sparse("auto", temperature=2.0, hard_weight=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss_and_grads(fn, tensors, labels)
+    expected = loss_and_grads(fn, [t.to(torch.bfloat16) for t in tensors], labels)
+    assert got[0].dtype == torch.float32 and all(g.dtype == torch.float32 for g in got[1:])
+    assert_all_close(got, expected, 1e-6)
 
 
 def test_kernel_matches_reference_with_strided_rows_and_row_scales():
@@ -386,3 +400,19 @@ def test_errors_name_the_argument(kwargs, error, message):
     args.update({k: kwargs.pop(k) for k in list(kwargs) if k in args})
     with pytest.raises(error, match=message):
         fastmask.masked_distillation_loss(**args, **kwargs)
+
+
+def test_bench_case_providers_agree_and_record_workspace(tmp_path, monkeypatch):
+    from fastmask.bench import __main__ as cli
+    from fastmask.bench.cases import FAMILIES, distillation
+
+    monkeypatch.setattr(distillation, "QUICK_CPU_SHAPES", [(2, 32, 8, 300)])
+    (case,) = FAMILIES["distillation"]("cpu", True)
+    losses = {name: float(fn().detach()) for name, fn in case.providers.items()}
+    assert set(losses) == {"dense recipe", "torch gathered rows", "fastmask-cpp"}
+    assert max(losses.values()) - min(losses.values()) < 1e-4
+    path = tmp_path / "out.csv"
+    cli.main(["--quick", "--only", "distillation", "--csv", str(path), "--no-plots"])
+    with path.open(newline="") as f:
+        got = {(r["provider"], r["metric"]): float(r["median"]) for r in csv.DictReader(f)}
+    assert got[("fastmask-cpp", "workspace_bytes")] < got[("torch gathered rows", "workspace_bytes")]
