@@ -265,6 +265,6 @@ def masked_distillation_loss(
             loss = RowDistillation.apply(s_rows, s_weight, s_bias, *teacher, row_labels, options)
             return _lm_output_rows(loss, labels, positions, max_rows)
         scale = 1 / torch.where(counted > 0, counted, 1) if reduction == "mean" else torch.ones_like(counted)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (s_rows, s_weight, s_bias)):
             return SummedDistillation.apply(s_rows, s_weight, s_bias, *teacher, row_labels, scale, options)
         return RowDistillation.apply(s_rows, s_weight, s_bias, *teacher, row_labels, options).sum() * scale
