@@ -110,7 +110,7 @@ def test_reductions(backend, reduction):
 @pytest.mark.parametrize("divergence", ["kl", "reverse_kl", "jsd"])
 def test_bf16_within_twice_torch_error(backend, divergence):
     """bf16 inputs: the error against an fp64 dense recipe is at most twice torch's bf16 recipe's, plus atol."""
-    tensors, labels = (lambda t: (t[:6], t[6]))(make(2, 16, 32, 48, 301, seed=2, device=device_for(backend)))
+    tensors, labels = (lambda t: (t[:6], t[6]))(make(2, 6, 32, 48, 301, seed=2, device=device_for(backend)))
     options = dict(temperature=2.0, divergence=divergence, hard_weight=0.5)
     exact = loss_and_grads(dense, tensors, labels, **options)
     low = [t.to(torch.bfloat16) for t in tensors]
@@ -217,7 +217,7 @@ def liger_jsd_oracle(log_q, log_p, beta, labels=None, ignore_index=IGNORE):
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.1, 0.5, 0.9, 1.0])
-@pytest.mark.parametrize("shape", [(2, 16, 320), (4, 11, 127)])
+@pytest.mark.parametrize("shape", [(1, 12, 320), (3, 5, 127)])
 def test_liger_jsd_cases(backend, beta, shape):
     """test_jsd.py: log-softmax inputs and targets, each beta, with and without ignored labels.
     An identity head (D = V, W = I) turns our linear loss into the loss on given logits."""
