@@ -14,7 +14,8 @@ from .collators import DeviceMasker
 __version__ = "0.1.0"
 __all__ = [
     "HAS_CPP", "STREAM_VERSION", "Purpose", "DeviceMasker", "MaskedTokens", "PatchMask", "UL2Denoised", "UL2_DENOISERS",
-    "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_distillation_loss", "masked_lm_loss", "nn",
+    "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "nn",
+    "masked_distillation_loss",
     "random_patch_mask", "random_words", "restore", "simmim_mask", "t5_lengths", "t5_output_lengths", "t5_span_corruption",
     "tube_mask", "ul2_denoise", "word_start_table",
 ]
