@@ -203,6 +203,23 @@ def test_kernel_matches_reference_with_strided_rows_and_row_scales():
                 torch.testing.assert_close(grad, expected_grad, atol=tol, rtol=tol)
 
 
+def test_cpp_rows_in_parallel_give_the_same_bits():
+    g = torch.Generator().manual_seed(8)
+    student, teacher = torch.randn(9, 517, generator=g), torch.randn(9, 517, generator=g)
+    labels = torch.tensor([3, IGNORE, 516, 0, 64, 1, 2, IGNORE, 9])
+    args = (teacher, labels, torch.full((9,), 0.25), 2.0, 0, 0.5, 0.4, IGNORE, True, "cpp")
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            grad = student.clone()
+            results.append((*torch.ops.fastmask.distill_chunk(grad, *args), grad))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
 # --- Liger's JSD / KL cases, beside their own torch oracles ----------------------------------------
 
 
