@@ -10,6 +10,7 @@
 
 #include "attention.h"
 #include "cross_entropy.h"
+#include "distillation.h"
 #include "masking.h"
 #include "padding.h"
 #include "philox_block.h"
@@ -307,4 +308,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("in"), py::arg("in_dtype"), py::arg("out"), py::arg("out_dtype"), py::arg("n"), py::arg("simd"));
   fastmask::bind_pruning(m);  // magnitude pruning masks (csrc/pruning.cpp)
   fastmask::bind_graph(m);  // graph masks (csrc/graph.cpp)
+  fastmask::bind_distillation(m);  // csrc/distillation_binding.cpp
 }

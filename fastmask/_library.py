@@ -552,3 +552,33 @@ def attention_blocks(
 def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend):
     blocks = -(-length // block)
     return device_like.new_empty((batch, blocks, blocks), dtype=torch.int8)
+# --- masked distillation (fastmask/_distillation.py, docs/distillation.md) -------------------------
+# Called through torch.ops, as the cross-entropy ops: the chunk's two matmuls dwarf the dispatcher.
+
+
+def _distillation_module(logits: torch.Tensor, backend: str):
+    chosen = resolve_backend(backend, logits.device)
+    if chosen == "cpp":
+        from .cpp import distillation
+    elif chosen == "triton":
+        from .triton import distillation
+    else:
+        from .reference import distillation
+    return distillation
+
+
+@torch.library.custom_op("fastmask::distill_chunk", mutates_args=("student",))
+def distill_chunk(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, grad_scale: torch.Tensor, temperature: float,
+    divergence: int, beta: float, hard_weight: float, ignore_index: int, write_grad: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row (T^2 divergence, hard cross-entropy) of student/teacher logits [R, V] in fp32 (fp64 for
+    fp64; ce 0 where hard_weight is 0); with write_grad, student overwritten with d(sum_i grad_scale_i (div_i + hard_weight ce_i)) / d student."""
+    return _distillation_module(student, backend).distill_chunk(
+        student, teacher, labels, grad_scale, temperature, divergence, beta, hard_weight, ignore_index, write_grad)
+
+
+@distill_chunk.register_fake
+def _(student, teacher, labels, grad_scale, temperature, divergence, beta, hard_weight, ignore_index, write_grad, backend):
+    rows = student.new_empty(student.shape[0], dtype=accumulation_dtype(student))
+    return rows, torch.empty_like(rows)

@@ -72,3 +72,38 @@ class MaskedLMLoss(torch.nn.Module):
             return_dropped=True, validate=self.validate, backend=self.backend,
         )
         return loss
+
+
+class MaskedDistillationLoss(torch.nn.Module):
+    """Distillation on the predicted rows only: fastmask.masked_distillation_loss with its options
+    fixed at construction. forward(student_hidden, student_weight, teacher_hidden, teacher_weight,
+    labels, student_bias=None, teacher_bias=None, positions=None) takes both heads' weights as
+    arguments, so they stay where the models keep them (and the teacher's stay frozen)."""
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        divergence: str = "kl",
+        jsd_beta: float = 0.5,
+        hard_weight: float = 0.0,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        max_rows: Optional[int] = None,
+        chunk_size: Optional[int] = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.temperature, self.divergence, self.jsd_beta, self.hard_weight = temperature, divergence, jsd_beta, hard_weight
+        self.ignore_index, self.reduction, self.max_rows, self.chunk_size = ignore_index, reduction, max_rows, chunk_size
+        self.backend = backend
+
+    def forward(self, student_hidden, student_weight, teacher_hidden, teacher_weight, labels, student_bias=None,
+                teacher_bias=None, positions=None) -> torch.Tensor:
+        from ._distillation import masked_distillation_loss
+
+        return masked_distillation_loss(
+            student_hidden, student_weight, teacher_hidden, teacher_weight, labels, student_bias=student_bias,
+            teacher_bias=teacher_bias, temperature=self.temperature, divergence=self.divergence, jsd_beta=self.jsd_beta,
+            hard_weight=self.hard_weight, positions=positions, max_rows=self.max_rows, ignore_index=self.ignore_index,
+            reduction=self.reduction, chunk_size=self.chunk_size, backend=self.backend,
+        )
