@@ -552,6 +552,8 @@ def attention_blocks(
 def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend):
     blocks = -(-length // block)
     return device_like.new_empty((batch, blocks, blocks), dtype=torch.int8)
+
+
 # --- masked distillation (fastmask/_distillation.py, docs/distillation.md) -------------------------
 # Called through torch.ops, as the cross-entropy ops: the chunk's two matmuls dwarf the dispatcher.
 
