@@ -19,6 +19,7 @@ import torch
 
 from ._seed import resolve_seed
 from ._validate import check_int, check_probability
+from .attention import FORMATS, attention_mask, unilm_objectives
 from .cpp import DTYPE_CODES, HAS_CPP, cpp
 from .functional import mask_tokens
 
@@ -576,6 +577,8 @@ class PackingCollator:
         if return_attention_mask is not None and not str(return_attention_mask).startswith("document_"):
             raise ValueError(f"return_attention_mask: expected 'document_causal' or 'document_bidirectional', "
                              f"got {return_attention_mask!r}")
+        if mask_format not in FORMATS:
+            raise ValueError(f"mask_format: expected one of {', '.join(FORMATS)}, got {mask_format!r}")
         self.return_position_ids, self.separator_id = return_position_ids, separator_id
         self.return_flash_attn_kwargs, self.return_seq_idx = return_flash_attn_kwargs, return_seq_idx
         self.position_ids_start, self.return_tensors = position_ids_start, return_tensors
@@ -622,8 +625,8 @@ class PackingCollator:
             batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = cu
             batch["max_length_q"] = batch["max_length_k"] = int(lengths.max())
         if self.return_attention_mask is not None:
-            batch["attention_mask"] = _attention_mask(segment_ids=seq_idx.unsqueeze(0), kind=self.return_attention_mask,
-                                                      format=self.mask_format, backend=self.backend)
+            batch["attention_mask"] = attention_mask(segment_ids=seq_idx.unsqueeze(0), kind=self.return_attention_mask,
+                                                     format=self.mask_format, backend=self.backend)
         if return_tensors == "np":
             batch = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
@@ -645,12 +648,6 @@ def _as_list(values) -> list:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
-def _attention_mask(**kwargs):
-    from .attention import attention_mask  # attention imports functional, as this module does
-
-    return attention_mask(**kwargs)
-
-
 class UniLMCollator(MLMCollator):
     """UniLM's pre-training batches (docs/attention.md#unilm-a-mixture-of-objectives): MLMCollator's
     padding and token corruption, and per row an objective (bidirectional, left-to-right, seq2seq)
@@ -667,11 +664,11 @@ class UniLMCollator(MLMCollator):
         if self.left:
             raise ValueError("tokenizer: UniLMCollator pads on the right (a prefix is the start of a row); "
                              "set tokenizer.padding_side = 'right'")
+        if mask_format not in FORMATS:
+            raise ValueError(f"mask_format: expected one of {', '.join(FORMATS)}, got {mask_format!r}")
         self.weights, self.mask_format = weights, mask_format
 
     def __call__(self, features: list, keys=None, return_tensors: Optional[str] = None) -> dict[str, Any]:
-        from .attention import unilm_objectives
-
         keys = _batch_keys(keys, len(features))
         batch = self._collate(features)
         ids = batch["input_ids"]
@@ -683,9 +680,9 @@ class UniLMCollator(MLMCollator):
         objectives = unilm_objectives(ids.shape[0], length=ids.shape[1], source_lengths=source, weights=self.weights,
                                       seed=self._seed, keys=keys, backend=self.backend)
         batch = self._mask(batch, keys)
-        batch["attention_mask"] = _attention_mask(prefix_lengths=objectives.prefix_lengths, lengths=lengths,
-                                                  length=ids.shape[1], kind="prefix_lm", format=self.mask_format,
-                                                  backend=self.backend)
+        batch["attention_mask"] = attention_mask(prefix_lengths=objectives.prefix_lengths, lengths=lengths,
+                                                 length=ids.shape[1], kind="prefix_lm", format=self.mask_format,
+                                                 backend=self.backend)
         batch["prefix_lengths"], batch["objective"] = objectives.prefix_lengths, objectives.objective
         if (return_tensors or self.return_tensors) == "np":
             batch = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
