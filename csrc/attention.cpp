@@ -17,8 +17,26 @@
 
 #include "common.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace fastmask {
 namespace {
+
+// A dense mask is L^2 fresh bytes: with 2 MiB pages its first touch takes 512x fewer page faults
+// (where transparent huge pages are "madvise"; a no-op hint elsewhere).
+void prefer_huge_pages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
 
 // The runs of one row, grouped by segment id: runs start[k], end[k] (k in (id, start) order); the
 // query at position p has its id's runs at k in [first[p], last[p]).
@@ -114,6 +132,7 @@ constexpr int64_t kQueriesPerTask = 64;
 void attention_dense(const AttentionArgs& a, uint8_t* out) {
   const std::vector<Row> rows = build_rows(a);
   const int64_t n = a.length, chunks = (n + kQueriesPerTask - 1) / kQueriesPerTask;
+  prefer_huge_pages(out, a.batch * n * n);
   parallel_for(a.batch * chunks, a.threads, [&](int64_t task) {
     const int64_t b = task / chunks, q0 = (task % chunks) * kQueriesPerTask, q1 = std::min(n, q0 + kQueriesPerTask);
     const Row& row = rows[b];

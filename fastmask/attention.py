@@ -4,7 +4,6 @@ flex_attention BlockMask built block by block; UniLM's mixture of objectives. Ar
 backend choice, the BlockMask assembly."""
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple, Optional
 
 import torch
@@ -189,7 +188,7 @@ class UniLMObjectives(NamedTuple):
 def unilm_objectives(
     batch: Optional[int] = None,
     *,
-    length: Optional[int] = None,
+    length: int,
     source_lengths=None,
     weights=None,
     seed=None,
@@ -201,9 +200,9 @@ def unilm_objectives(
     (default equal) over UNILM_OBJECTIVES (docs/attention.md#unilm-a-mixture-of-objectives), and the
     prefix length that gives its mask: L (bidirectional), 0 (left-to-right) or source_lengths[b]."""
     check_backend(backend)
-    length = check_int("length", length, 0, _MAX_LENGTH) if length is not None else None
-    if length is None:
-        raise ValueError("length: give the sequence length L (the bidirectional objective's prefix)")
+    length = check_int("length", length, 0, _MAX_LENGTH)
+    if weights is not None and len(tuple(weights)) != len(UNILM_OBJECTIVES):
+        raise ValueError(f"weights: expected {len(UNILM_OBJECTIVES)} weights, one per objective of {UNILM_OBJECTIVES}")
     thresholds = _choice_thresholds(weights, len(UNILM_OBJECTIVES))
     if device is None:
         device = next((t.device for t in (keys, source_lengths, seed) if isinstance(t, torch.Tensor)), torch.device("cpu"))

@@ -19,10 +19,12 @@ import torch
 
 from ._seed import resolve_seed
 from ._validate import check_int, check_probability
+from .attention import FORMATS, attention_mask, unilm_objectives
 from .cpp import DTYPE_CODES, HAS_CPP, cpp
 from .functional import mask_tokens
 
-__all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "T5SpanCorruptionCollator", "sample_keys"]
+__all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "PackingCollator", "T5SpanCorruptionCollator",
+           "UniLMCollator", "sample_keys"]
 
 INDEX_BITS = 40  # a sample key is (epoch << 40) | index: 10^12 samples, 2^23 epochs
 _MAX_EPOCH = 1 << (63 - INDEX_BITS)
@@ -536,3 +538,152 @@ class DeviceMasker:
         if isinstance(self.config, ImageMaskCollator):
             return {**batch, **self.config.mask(keys, seed)}
         return self.config.corrupt(data, keys, seed)
+
+
+# --- packing and UniLM (docs/attention.md) ------------------------------------------------------------
+
+
+class PackingCollator:
+    """HF's DataCollatorWithFlattening (transformers 5.x), same arguments and outputs: the examples in
+    one row [1, T] (input_ids; labels with separator_id at each example's first token; position_ids
+    restarting per example; seq_idx; cu_seq_lens_q/k and max_length_q/k for flash-attention varlen).
+
+    Extras (keyword-only): mlm=True with tokenizer (and MLMCollator's masking arguments) corrupts each
+    example by fastmask.mask_tokens before packing, keyed by its own sample key (IndexedDataset), so
+    its mask does not depend on its neighbours; return_attention_mask="document_causal" (or any kind
+    of fastmask.attention_mask with segment ids) adds the packed row's mask in mask_format."""
+
+    def __init__(
+        self,
+        return_position_ids: bool = True,
+        separator_id: int = -100,
+        return_flash_attn_kwargs: bool = False,
+        return_seq_idx: bool = False,
+        position_ids_start: int = 0,
+        return_tensors: str = "pt",
+        *,
+        tokenizer=None,
+        mlm: bool = False,
+        mlm_probability: float = 0.15,
+        mask_replace_prob: float = 0.8,
+        random_replace_prob: float = 0.1,
+        seed: Optional[int] = None,
+        return_attention_mask: Optional[str] = None,
+        mask_format: str = "bool",
+        backend: str = "auto",
+    ):
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(f'return_tensors must be one of ("pt", "np"), {return_tensors=} not supported')
+        if return_attention_mask is not None and not str(return_attention_mask).startswith("document_"):
+            raise ValueError(f"return_attention_mask: expected 'document_causal' or 'document_bidirectional', "
+                             f"got {return_attention_mask!r}")
+        if mask_format not in FORMATS:
+            raise ValueError(f"mask_format: expected one of {', '.join(FORMATS)}, got {mask_format!r}")
+        self.return_position_ids, self.separator_id = return_position_ids, separator_id
+        self.return_flash_attn_kwargs, self.return_seq_idx = return_flash_attn_kwargs, return_seq_idx
+        self.position_ids_start, self.return_tensors = position_ids_start, return_tensors
+        self.return_attention_mask, self.mask_format, self.backend = return_attention_mask, mask_format, backend
+        self._mlm = None
+        if mlm:
+            if tokenizer is None:
+                raise ValueError("tokenizer: mlm=True needs the tokenizer (mask token, special tokens, vocabulary)")
+            self._mlm = MLMCollator(tokenizer, mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
+                                    random_replace_prob=random_replace_prob, seed=seed, backend=backend)
+
+    def __call__(self, features: list, return_tensors: Optional[str] = None, separator_id: Optional[int] = None,
+                 keys=None) -> dict[str, Any]:
+        return_tensors = return_tensors or self.return_tensors
+        separator_id = self.separator_id if separator_id is None else separator_id
+        if not isinstance(features, Sequence) or len(features) == 0:
+            raise ValueError("features: expected a non-empty list of features")
+        keys = _batch_keys(keys, len(features)) if self._mlm is not None else None
+        kept = [i for i, f in enumerate(features) if len(f["input_ids"]) > 0]
+        if not kept:
+            raise ValueError("DataCollatorWithFlattening received a batch where every example is empty.")
+        features = [features[i] for i in kept]
+        rows = [_as_list(f["input_ids"]) for f in features]
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+        starts = torch.cumsum(lengths, 0) - lengths
+        total = int(lengths.sum())
+        if self._mlm is not None:
+            ids, labels = self._masked(features, rows, lengths, keys[kept])
+        else:
+            ids = torch.tensor([t for r in rows for t in r], dtype=torch.int64)
+            labels = ids.clone() if "labels" not in features[0] else torch.tensor(
+                [t for f in features for t in _as_list(f["labels"])], dtype=torch.int64)
+            labels[starts] = separator_id
+        batch = {"input_ids": ids.unsqueeze(0), "labels": labels.unsqueeze(0)}
+        seq_idx = torch.repeat_interleave(torch.arange(len(rows), dtype=torch.int32), lengths, output_size=total)
+        if self.return_position_ids:
+            offsets = torch.repeat_interleave(starts, lengths, output_size=total)
+            batch["position_ids"] = (torch.arange(total) - offsets + self.position_ids_start).unsqueeze(0)
+        if self.return_seq_idx:
+            batch["seq_idx"] = seq_idx.unsqueeze(0)
+        if self.return_flash_attn_kwargs:
+            cu = torch.zeros(len(rows) + 1, dtype=torch.int32)
+            torch.cumsum(lengths, 0, out=cu[1:])
+            batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = cu
+            batch["max_length_q"] = batch["max_length_k"] = int(lengths.max())
+        if self.return_attention_mask is not None:
+            batch["attention_mask"] = attention_mask(segment_ids=seq_idx.unsqueeze(0), kind=self.return_attention_mask,
+                                                     format=self.mask_format, backend=self.backend)
+        if return_tensors == "np":
+            batch = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch
+
+    def _masked(self, features, rows, lengths, keys):
+        """Each example masked alone (padded to the longest, keyed by its sample key), then packed."""
+        padded = self._mlm._collate([{"input_ids": r, **({"special_tokens_mask": f["special_tokens_mask"]}
+                                                          if "special_tokens_mask" in f else {})}
+                                     for r, f in zip(rows, features)])
+        length = padded["input_ids"].shape[1]
+        positions = torch.arange(length)
+        valid = (positions >= length - lengths[:, None]) if self._mlm.left else (positions < lengths[:, None])
+        padded["attention_mask"] = valid.to(torch.int64)
+        masked = self._mlm._mask(padded, keys)
+        return masked["input_ids"][valid].to(torch.int64), masked["labels"][valid].to(torch.int64)
+
+
+def _as_list(values) -> list:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+class UniLMCollator(MLMCollator):
+    """UniLM's pre-training batches (docs/attention.md#unilm-a-mixture-of-objectives): MLMCollator's
+    padding and token corruption, and per row an objective (bidirectional, left-to-right, seq2seq)
+    drawn from (seed, sample key) with `weights`, given as attention_mask ([B, 1, L, L] additive by
+    default; mask_format "bool" or "flex" for the other forms), prefix_lengths and objective. The
+    seq2seq source is segment A: the tokens with token_type_ids 0. Rows are padded on the right."""
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15, mask_replace_prob: float = 0.8,
+                 random_replace_prob: float = 0.1, pad_to_multiple_of: Optional[int] = None, return_tensors: str = "pt",
+                 seed: Optional[int] = None, *, weights=None, mask_format: str = "additive", backend: str = "auto"):
+        super().__init__(tokenizer, mlm=True, mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
+                         random_replace_prob=random_replace_prob, pad_to_multiple_of=pad_to_multiple_of,
+                         return_tensors=return_tensors, seed=seed, backend=backend)
+        if self.left:
+            raise ValueError("tokenizer: UniLMCollator pads on the right (a prefix is the start of a row); "
+                             "set tokenizer.padding_side = 'right'")
+        if mask_format not in FORMATS:
+            raise ValueError(f"mask_format: expected one of {', '.join(FORMATS)}, got {mask_format!r}")
+        self.weights, self.mask_format = weights, mask_format
+
+    def __call__(self, features: list, keys=None, return_tensors: Optional[str] = None) -> dict[str, Any]:
+        keys = _batch_keys(keys, len(features))
+        batch = self._collate(features)
+        ids = batch["input_ids"]
+        lengths = torch.tensor([len(f["input_ids"] if isinstance(f, Mapping) else f) for f in features])
+        types = batch.get("token_type_ids")
+        source = None
+        if types is not None:
+            source = ((types == 0) & (torch.arange(ids.shape[1]) < lengths[:, None])).sum(1)
+        objectives = unilm_objectives(ids.shape[0], length=ids.shape[1], source_lengths=source, weights=self.weights,
+                                      seed=self._seed, keys=keys, backend=self.backend)
+        batch = self._mask(batch, keys)
+        batch["attention_mask"] = attention_mask(prefix_lengths=objectives.prefix_lengths, lengths=lengths,
+                                                 length=ids.shape[1], kind="prefix_lm", format=self.mask_format,
+                                                 backend=self.backend)
+        batch["prefix_lengths"], batch["objective"] = objectives.prefix_lengths, objectives.objective
+        if (return_tensors or self.return_tensors) == "np":
+            batch = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch

@@ -88,6 +88,7 @@ def attention_blocks_kernel(
     CAUSAL: tl.constexpr,
     HAS_WINDOW: tl.constexpr,
     LANES: tl.constexpr,
+    SUB: tl.constexpr,
 ):
     """One program classifies the key blocks of one query block: per key block, the per-query
     intervals (and the segment-id ranges of both blocks) decide empty and full; only undecided
@@ -125,10 +126,17 @@ def attention_blocks_kernel(
                 apart = (k_max < q_min) | (k_min > q_max)
                 if apart:
                     state = tl.zeros([], dtype=tl.int8)
-                elif not one_document:
-                    allowed = (valid_q[:, None] & valid_k[None, :] & (j[None, :] >= lo[:, None])
-                               & (j[None, :] < hi[:, None]) & (seg_q[:, None] == seg_k[None, :]))
-                    count = tl.sum(tl.sum(allowed.to(tl.int32), axis=1), axis=0)
+                elif not one_document:  # the tile, SUB query rows at a time (no spills)
+                    count = 0
+                    for r in range(0, LANES, SUB):
+                        sub = r + tl.arange(0, SUB)
+                        i_sub = q_block * block + sub
+                        valid_sub = (sub < block) & (i_sub < length)
+                        lo_sub, hi_sub = _query_interval(i_sub, prefix, limit, window, CAUSAL, HAS_WINDOW)
+                        seg_sub = tl.load(base + i_sub.to(tl.int64) * segments_stride1, mask=valid_sub, other=0)
+                        allowed = (valid_sub[:, None] & valid_k[None, :] & (j[None, :] >= lo_sub[:, None])
+                                   & (j[None, :] < hi_sub[:, None]) & (seg_sub.to(tl.int64)[:, None] == seg_k[None, :]))
+                        count += tl.sum(tl.sum(allowed.to(tl.int32), axis=1), axis=0)
                     state = tl.where(count == block * block, 2, tl.where(count > 0, 1, 0)).to(tl.int8)
         tl.store(out + k_block, state)
 
@@ -139,7 +147,7 @@ _COMMON = {
     "HAS_LENGTHS": "constexpr", "CAUSAL": "constexpr", "HAS_WINDOW": "constexpr",
 }
 _DENSE_SIGNATURE = {**_COMMON, "out_ptr": "*i1", "length": "i32", "BLOCK_Q": "constexpr", "BLOCK_K": "constexpr"}
-_BLOCKS_SIGNATURE = {**_COMMON, "out_ptr": "*i8", "length": "i32", "blocks": "i32", "block": "i32", "LANES": "constexpr"}
+_BLOCKS_SIGNATURE = {**_COMMON, "out_ptr": "*i8", "length": "i32", "blocks": "i32", "block": "i32", "LANES": "constexpr", "SUB": "constexpr"}
 _ALL = {"HAS_SEGMENTS": True, "HAS_PREFIX": True, "HAS_LENGTHS": True, "CAUSAL": True, "HAS_WINDOW": True}
 _DOCUMENTS = {"HAS_SEGMENTS": True, "HAS_PREFIX": False, "HAS_LENGTHS": False, "CAUSAL": True, "HAS_WINDOW": False}
 
@@ -147,7 +155,7 @@ _DOCUMENTS = {"HAS_SEGMENTS": True, "HAS_PREFIX": False, "HAS_LENGTHS": False, "
 # 64 x 64 dense tiles (4 warps), 128-query blocks (flex_attention's default, 8 warps) and 256 lanes.
 HOPPER_SPECS = [
     (attention_dense_kernel, _DENSE_SIGNATURE, {**_ALL, "BLOCK_Q": 64, "BLOCK_K": 64}, {"num_warps": 4}),
-    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_DOCUMENTS, "LANES": 128}, {"num_warps": 8}),
-    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_ALL, "LANES": 128}, {"num_warps": 8}),
-    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_ALL, "LANES": 256}, {"num_warps": 8}),
+    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_DOCUMENTS, "LANES": 128, "SUB": 16}, {"num_warps": 8}),
+    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_ALL, "LANES": 128, "SUB": 16}, {"num_warps": 8}),
+    (attention_blocks_kernel, _BLOCKS_SIGNATURE, {**_ALL, "LANES": 256, "SUB": 16}, {"num_warps": 8}),
 ]

@@ -45,5 +45,5 @@ def block_states(segment_ids, prefix_lengths, lengths, device, batch, length, ca
     lanes = max(16, triton.next_power_of_2(block))
     with on_device_of(out):
         attention_blocks_kernel[(batch, blocks)](*pointers, length, blocks, block, *strides, window, LANES=lanes,
-                                                 num_warps=8 if lanes >= 128 else 4, **flags)
+                                                 SUB=min(16, lanes), num_warps=8 if lanes >= 128 else 4, **flags)
     return out
