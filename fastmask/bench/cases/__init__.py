@@ -27,6 +27,18 @@ class Case:
 # Imported after Case, which the family modules use.
 from . import attention, collators, distillation, graph, image, loss, masking, pruning, rng, sparse_loss, spans, t5, words  # noqa: E402
 
-FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"attention": attention.cases, "collators": collators.cases, "distillation": distillation.cases, "image": image.cases, "loss": loss.cases, "masking": masking.cases, "rng": rng.cases,
-             "sparse_loss": sparse_loss.cases, "spans": spans.cases, "t5": t5.cases, "whole_word": words.cases}
-FAMILIES.update({"graph": graph.cases, "pruning": pruning.cases})
+FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {
+    "attention": attention.cases,
+    "collators": collators.cases,
+    "distillation": distillation.cases,
+    "graph": graph.cases,
+    "image": image.cases,
+    "loss": loss.cases,
+    "masking": masking.cases,
+    "pruning": pruning.cases,
+    "rng": rng.cases,
+    "sparse_loss": sparse_loss.cases,
+    "spans": spans.cases,
+    "t5": t5.cases,
+    "whole_word": words.cases,
+}
