@@ -2,7 +2,8 @@
 
 - mask_edges: fastmask.mask_edges(p=0.7), both edge lists, against
   torch_geometric.utils.dropout_edge(p=0.7), which draws torch.rand and compacts the retained
-  edges only (so the peer does less: one list, not two).
+  edges only (so the peer does less: one list, not two); also fastmask.edge_mask, the fixed-size
+  mask alone.
 - mask_paths: fastmask.mask_paths (roots with p=0.3, 1 walk of 3 steps, both edge lists) against
   the same walks in torch ops (fastmask's reference backend: a stable sort for the CSR, one
   vectorised step per walk step), since torch_geometric's dropout_path needs the compiled
@@ -33,7 +34,9 @@ def cases(device: str, quick: bool) -> list[Case]:
 
 
 def _edges_case(edge_index, seed, ours, backend) -> Case:
-    providers = {ours: lambda: fastmask.mask_edges(edge_index, EDGE_P, seed=seed, backend=backend)}
+    providers = {ours: lambda: fastmask.mask_edges(edge_index, EDGE_P, seed=seed, backend=backend),
+                 # the fixed-size mask alone (what runs under torch.compile), without the two edge lists
+                 f"{ours}-edge_mask": lambda: fastmask.edge_mask(edge_index, EDGE_P, seed=seed, backend=backend)}
     unavailable = {}
     try:
         from torch_geometric.utils import dropout_edge
