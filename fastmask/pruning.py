@@ -35,12 +35,6 @@ def _check_tensors(name: str, tensors) -> list[torch.Tensor]:
     return [t.detach() for t in tensors]
 
 
-def _call(op, impl, device: torch.device, *args):
-    if device.type == "meta":  # the fake kernel answers: meta tensors never reach a backend
-        return op(*args)
-    return _library.call(op, impl, *args)
-
-
 def _parse_pattern(pattern) -> tuple[int, int]:
     match = _PATTERN.match(pattern) if isinstance(pattern, str) else None
     if match is None:
@@ -88,14 +82,15 @@ def magnitude_masks(
             if s.dim() == 0 or s.shape[-1] % m:
                 raise ValueError(f"tensors[{i}]: pattern {pattern!r} needs a last dimension divisible by {m}, "
                                  f"got shape {tuple(s.shape)}")
-        return [_call(_library.nm_mask, _library.nm_mask_impl, s.device, s, n, m, backend) for s in ranked]
+        return [_library.call_on(s.device, _library.nm_mask, _library.nm_mask_impl, s, n, m, backend) for s in ranked]
     if sparsity is None:
         raise ValueError("sparsity: expected a fraction in [0, 1] (or a pattern), got None")
     sparsity = check_probability("sparsity", sparsity)
     sizes = [s.numel() for s in ranked]
     # Python's round, as torch.nn.utils.prune's nparams_toprune.
     counts = [round(sparsity * sum(sizes))] if scope == "global" else [round(sparsity * n) for n in sizes]
-    return list(_call(_library.magnitude_masks, _library.magnitude_masks_impl, ranked[0].device, ranked, counts, backend))
+    return list(_library.call_on(ranked[0].device, _library.magnitude_masks, _library.magnitude_masks_impl, ranked,
+                                 counts, backend))
 
 
 def apply_masks(modules: Sequence[torch.nn.Module], masks: Sequence[torch.Tensor], name: str = "weight") -> None:

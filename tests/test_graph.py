@@ -246,3 +246,19 @@ def test_compile_fullgraph_static_masks():
     got = torch.compile(fn, fullgraph=True)(e, x, seed)
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert all(torch.equal(a, b) for a, b in zip(got[2], expected[2]))
+
+
+def test_thread_count_does_not_change_the_masks():
+    ei = random_graph(70000, 300000, seed=4)  # several tasks of 2^16 edges and nodes
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((*fastmask.mask_edges(ei, 0.3, seed=1, backend="cpp"),
+                            *fastmask.mask_edges(ei, 0.3, undirected=True, seed=1, backend="cpp"),
+                            fastmask.path_mask(ei, 70000, root_p=0.5, walk_length=3, seed=1, backend="cpp"),
+                            fastmask.mask_features(torch.zeros(600, 300), 0.5, "all", seed=1, backend="cpp")[1]))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results))

@@ -191,3 +191,19 @@ def test_compile_fullgraph():
                        fullgraph=True)
     expected = fastmask.magnitude_masks(tensors, 0.4) + fastmask.magnitude_masks([tensors[0][:, :52]], pattern="2:4")
     assert all(torch.equal(a, b) for a, b in zip(fn(*tensors), expected))
+
+
+def test_thread_count_does_not_change_the_masks():
+    tensors = [torch.randn(3000, 700), torch.randint(-2, 3, (1500, 1000)).float()]  # > 1 MiB chunks, many ties
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(fastmask.magnitude_masks(tensors, 0.5, backend="cpp")
+                           + fastmask.magnitude_masks(tensors, 0.3, scope="layer", backend="cpp")
+                           + fastmask.magnitude_masks(tensors, pattern="2:4", backend="cpp"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    check_pinned_order(tensors, results[0][:2], round(0.5 * sum(t.numel() for t in tensors)))

@@ -43,6 +43,7 @@ def path_mask_kernel(
         alive = root
         for s in range(walk_length):
             step = (1 + w * walk_length + s).to(tl.uint32)
+            alive = alive & (at >= 0) & (at < num_nodes)  # ids are not validated on the GPU: never read outside
             start = tl.load(rowptr_ptr + at, mask=alive, other=0)
             degree = tl.load(rowptr_ptr + at + 1, mask=alive, other=0) - start
             alive = alive & (degree > 0)

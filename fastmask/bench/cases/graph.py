@@ -2,7 +2,8 @@
 
 - mask_edges: fastmask.mask_edges(p=0.7), both edge lists, against
   torch_geometric.utils.dropout_edge(p=0.7), which draws torch.rand and compacts the retained
-  edges only (so the peer does less: one list, not two).
+  edges only (so the peer does less: one list, not two); also fastmask.edge_mask, the fixed-size
+  mask alone, and MaskGAE's own masking in torch ops (bernoulli, then both lists), the same outputs.
 - mask_paths: fastmask.mask_paths (roots with p=0.3, 1 walk of 3 steps, both edge lists) against
   the same walks in torch ops (fastmask's reference backend: a stable sort for the CSR, one
   vectorised step per walk step), since torch_geometric's dropout_path needs the compiled
@@ -32,8 +33,18 @@ def cases(device: str, quick: bool) -> list[Case]:
     return [_edges_case(edge_index, seed, ours, backend), _paths_case(edge_index, nodes, seed, ours, backend)]
 
 
+def torch_mask_edge(edge_index: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MaskGAE's edge masking in torch ops, as the paper's code does it: a Bernoulli draw per edge,
+    then both edge lists by boolean indexing (the same outputs as fastmask.mask_edges)."""
+    masked = torch.bernoulli(torch.full((edge_index.shape[1],), p, device=edge_index.device)).to(torch.bool)
+    return edge_index[:, ~masked], edge_index[:, masked]
+
+
 def _edges_case(edge_index, seed, ours, backend) -> Case:
-    providers = {ours: lambda: fastmask.mask_edges(edge_index, EDGE_P, seed=seed, backend=backend)}
+    providers = {ours: lambda: fastmask.mask_edges(edge_index, EDGE_P, seed=seed, backend=backend),
+                 # the fixed-size mask alone (what runs under torch.compile), without the two edge lists
+                 f"{ours}-edge_mask": lambda: fastmask.edge_mask(edge_index, EDGE_P, seed=seed, backend=backend),
+                 "torch-maskgae-mask_edge": lambda: torch_mask_edge(edge_index, EDGE_P)}
     unavailable = {}
     try:
         from torch_geometric.utils import dropout_edge
