@@ -11,6 +11,7 @@
 #include "cross_entropy.h"
 #include "masking.h"
 #include "padding.h"
+#include "permutation.h"
 #include "philox_block.h"
 #include "random_words.h"
 #include "spans.h"
@@ -301,4 +302,5 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       py::arg("in"), py::arg("in_dtype"), py::arg("out"), py::arg("out_dtype"), py::arg("n"), py::arg("simd"));
+  fastmask::bind_permutation(m);  // csrc/permutation.cpp
 }

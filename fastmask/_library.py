@@ -352,3 +352,31 @@ def patch_shuffle(
 def _(seed, keys, batch, length, keep, backend):
     return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
             seed.new_empty((batch, length), dtype=torch.int64))
+
+
+# --- permutation language modeling (fastmask/permutation.py, docs/permutation.md) -------------------
+
+
+def permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
+    chosen = resolve_backend(backend, ids.device)
+    if chosen == "cpp":
+        from .cpp import permutation
+    elif chosen == "triton":
+        from .triton import permutation
+    else:
+        from .reference import permutation
+    return permutation.permutation_lm(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype)
+
+
+@torch.library.custom_op("fastmask::permutation_lm", mutates_args=())
+def permutation_lm(
+    ids: torch.Tensor, seed: torch.Tensor, keys: torch.Tensor, contexts: torch.Tensor, attempts: int,
+    functional_ids: torch.Tensor, mask_token_id: int, ignore_index: int, dtype: torch.dtype, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend)
+
+
+@permutation_lm.register_fake
+def _(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
+    batch, length = ids.shape
+    return ids.new_empty(batch, length), ids.new_empty((batch, length, length), dtype=dtype), ids.new_empty(batch, length)
