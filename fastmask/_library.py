@@ -358,7 +358,8 @@ def _(seed, keys, batch, length, keep, backend):
 
 
 def permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
-    chosen = resolve_backend(backend, ids.device)
+    # Meta tensors never reach C++ (no memory behind the pointers): the reference computes their shapes.
+    chosen = "reference" if ids.device.type == "meta" else resolve_backend(backend, ids.device)
     if chosen == "cpp":
         from .cpp import permutation
     elif chosen == "triton":

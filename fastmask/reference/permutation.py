@@ -28,7 +28,7 @@ def targets(ids, seed, keys, contexts, attempts, functional_ids):
     covered = start[..., None] + step  # [B, A, most]
     inside = (step < span[..., None]) & (covered < length)
     spans = torch.zeros((batch, length + 1), dtype=torch.bool, device=device)
-    spans.scatter_(1, torch.where(inside, covered, length).reshape(batch, -1), True)  # column L collects the rest
+    spans.scatter_(1, torch.where(inside, covered, length).reshape(batch, attempts * most), True)  # column L collects the rest
     functional = torch.isin(ids, functional_ids.to(device))
     return spans[:, :length] & ~functional, functional, words[:, : length // 2, 2]
 
