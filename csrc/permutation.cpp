@@ -8,6 +8,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "common.h"
 #include "philox_block.h"
 
@@ -25,6 +29,7 @@ struct Scratch {
   std::vector<uint8_t> masked, functional;
   std::vector<uint64_t> order;
   std::vector<int32_t> rank, row_key, column_key;
+  mutable std::vector<int16_t> column16;
 };
 
 // The bits of a 1 of each dtype code, stored as an unsigned integer of the dtype's width.
@@ -38,6 +43,47 @@ U one_bits(int dtype) {
     default: return static_cast<U>(1);  // bool, uint8, int32, int64
   }
 }
+
+#if defined(__SSE2__)
+// Bytes (bool, uint8) with keys that fit int16 (rows up to 32767): 16 outputs per compare and pack.
+void write_byte_rows(const Scratch& s, int64_t length, uint8_t* out) {
+  std::vector<int16_t>& column = s.column16;
+  const __m128i ones = _mm_set1_epi8(1);
+  for (int64_t i = 0; i < length; ++i) {
+    const int16_t key = static_cast<int16_t>(s.row_key[i]);
+    const __m128i k = _mm_set1_epi16(key);
+    uint8_t* row = out + i * length;
+    int64_t j = 0;
+    for (; j + 16 <= length; j += 16) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column.data() + j));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column.data() + j + 8));
+      const __m128i above = _mm_packs_epi16(_mm_cmpgt_epi16(k, a), _mm_cmpgt_epi16(k, b));  // key > column: 0xFF
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + j), _mm_andnot_si128(above, ones));
+    }
+    for (; j < length; ++j) row[j] = key <= column[j];
+  }
+}
+
+// 4-byte outputs (float32, int32): 4 per compare, streamed past the cache (a [B, L, L] float32 plane
+// is larger than the cache, and is not read back here).
+void write_word_rows(const Scratch& s, int64_t length, int dtype, uint32_t* out) {
+  const int32_t* column = s.column_key.data();
+  const __m128i one = _mm_set1_epi32(static_cast<int32_t>(one_bits<uint32_t>(dtype)));
+  for (int64_t i = 0; i < length; ++i) {
+    const int32_t key = s.row_key[i];
+    const __m128i k = _mm_set1_epi32(key);
+    uint32_t* row = out + i * length;
+    int64_t j = 0;
+    for (; j < length && (reinterpret_cast<std::uintptr_t>(row + j) & 15); ++j) row[j] = key <= column[j] ? one_bits<uint32_t>(dtype) : 0;
+    for (; j + 4 <= length; j += 4) {
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column + j));
+      _mm_stream_si128(reinterpret_cast<__m128i*>(row + j), _mm_andnot_si128(_mm_cmpgt_epi32(k, c), one));
+    }
+    for (; j < length; ++j) row[j] = key <= column[j] ? one_bits<uint32_t>(dtype) : 0;
+  }
+  _mm_sfence();
+}
+#endif
 
 template <typename U>
 void write_rows(const Scratch& s, int64_t length, int dtype, U* out) {
@@ -114,10 +160,21 @@ void permutation_row(const PermutationArgs& a, int64_t b, Scratch& s) {
     case kFloat64: case kInt64:
       write_rows(s, length, a.perm_dtype, static_cast<uint64_t*>(a.perm_mask) + b * plane); break;
     case kFloat32: case kInt32:
+#if defined(__SSE2__)
+      write_word_rows(s, length, a.perm_dtype, static_cast<uint32_t*>(a.perm_mask) + b * plane); break;
+#else
       write_rows(s, length, a.perm_dtype, static_cast<uint32_t*>(a.perm_mask) + b * plane); break;
+#endif
     case kFloat16: case kBFloat16:
       write_rows(s, length, a.perm_dtype, static_cast<uint16_t*>(a.perm_mask) + b * plane); break;
     default:
+#if defined(__SSE2__)
+      if (length <= 32767) {
+        s.column16.assign(s.column_key.begin(), s.column_key.end());
+        write_byte_rows(s, length, static_cast<uint8_t*>(a.perm_mask) + b * plane);
+        break;
+      }
+#endif
       write_rows(s, length, a.perm_dtype, static_cast<uint8_t*>(a.perm_mask) + b * plane); break;
   }
   if (a.ids_dtype == kInt32)

@@ -350,7 +350,8 @@ class PLMCollator:
     perm_mask, target_mapping, labels), by fastmask.permutation_lm (docs/permutation.md): padding in
     C++, one kernel instead of a Python loop per row, keys from IndexedDataset as for MLMCollator.
 
-    Extras (keyword-only): seed, dtype (of perm_mask and target_mapping; HF: float32), backend."""
+    Extras (keyword-only): seed, dtype (of perm_mask; HF: float32; XLNet takes bool alike, 4x less
+    memory to write and move), backend. target_mapping is HF's float32 identity, as an expanded view."""
 
     def __init__(self, tokenizer, plm_probability: float = 1 / 6, max_span_length: int = 5, return_tensors: str = "pt",
                  *, seed: Optional[int] = None, dtype: torch.dtype = torch.float32, backend: str = "auto"):

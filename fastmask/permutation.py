@@ -25,7 +25,7 @@ PERM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torc
 class PermutationLM(NamedTuple):
     """permutation_lm's result, XLNet's inputs: input_ids [B, L] (targets replaced by the mask token),
     perm_mask [B, L, L] (1: token i may not see token j), target_mapping [B, L, L] (the identity, a
-    read-only expanded view), labels [B, L] (the target's id, ignore_index elsewhere)."""
+    read-only expanded view, float32), labels [B, L] (the target's id, ignore_index elsewhere)."""
 
     input_ids: torch.Tensor
     perm_mask: torch.Tensor
@@ -62,8 +62,9 @@ def permutation_lm(
     DataCollatorForPermutationLanguageModeling builds them (docs/permutation.md): spans of 1 to
     max_span_length tokens, one in each context of span_length / plm_probability tokens, become
     targets unless special (special_ids) or padding (pad_token_id); a random factorisation order that
-    permutes both halves of the row alike decides who sees whom. perm_mask and target_mapping have
-    `dtype` (HF: float32). A pure function of (seed, keys, input_ids), on every backend."""
+    permutes both halves of the row alike decides who sees whom. perm_mask has `dtype` (HF: float32;
+    XLNet takes bool alike, 4x less memory); target_mapping is float32 as HF's. A pure function of
+    (seed, keys, input_ids), on every backend."""
     check_backend(backend)
     ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
@@ -92,7 +93,8 @@ def permutation_lm(
         torch.ops.fastmask.permutation_lm, _library.permutation_lm_impl, ids, seed, keys, _constant(contexts, device),
         attempts, _constant(tuple(sorted(functional)), device), mask_token_id, ignore_index, dtype, backend,
     )
-    target_mapping = torch.eye(length, dtype=dtype, device=device).expand(batch, length, length)
+    # HF's float32 identity (XLNet contracts it with float activations), as a view: no [B, L, L] memory.
+    target_mapping = torch.eye(length, dtype=torch.float32, device=device).expand(batch, length, length)
     if one_row:
         return PermutationLM(out_ids[0], perm_mask[0], target_mapping[0], labels[0])
     return PermutationLM(out_ids, perm_mask, target_mapping, labels)
