@@ -327,8 +327,10 @@ class MLMCollator:
         """vocab_size (random ids: the tokenizer's non-special ids, ids checked against it) or, for ids
         outside the tokenizer's range (the model's vocabulary may be larger; HF collates them) or a
         vocabulary of special tokens only, a table of the ids to draw from and no range check. Both
-        draw the same id from the same word. Ids are inspected on the CPU only (no device sync)."""
-        outside = ids.device.type == "cpu" and ids.numel() > 0 and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size)
+        draw the same id from the same word. Ids are inspected in eager mode on the CPU only (no device
+        sync, no data-dependent branch in a compiled graph)."""
+        outside = (ids.device.type == "cpu" and ids.numel() > 0 and not torch.compiler.is_compiling()
+                   and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size))
         if not (outside or self._all_ids_fallback):
             return {"vocab_size": self.vocab_size}
         if ids.device not in self._replace_ids:
