@@ -105,15 +105,6 @@ class IndexedDataset(torch.utils.data.Dataset):
 # --- padding ---------------------------------------------------------------------------------------
 
 
-def _check_tokenizer(tokenizer) -> None:
-    """A collator needs the tokenizer object (its vocabulary size, special and pad ids), not a name."""
-    needed = ("all_special_ids", "pad_token_id", "__len__")
-    if isinstance(tokenizer, (str, bytes, os.PathLike)) or not all(hasattr(tokenizer, a) for a in needed):
-        hint = " (load it with transformers.AutoTokenizer.from_pretrained(name))" if isinstance(tokenizer, (str, os.PathLike)) else ""
-        raise TypeError(f"tokenizer: expected a tokenizer object (a transformers PreTrainedTokenizerBase), got "
-                        f"{type(tokenizer).__name__}{hint}")
-
-
 def _padded_length(lengths: list[int], multiple: Optional[int]) -> int:
     longest = max(lengths)
     if multiple and longest % multiple:
@@ -147,6 +138,15 @@ def _pad(rows: list, length: int, pad_value: int, left: bool, name: str, dtype=t
 
 # Per-token keys padded as the tokenizer pads them; the value None means the tokenizer's own.
 _TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": None, "special_tokens_mask": 1, "word_ids": -1}
+
+
+def _check_tokenizer(tokenizer) -> None:
+    """A collator needs the tokenizer object (its vocabulary size, special and pad ids), not a name."""
+    needed = ("all_special_ids", "pad_token_id", "__len__")
+    if isinstance(tokenizer, (str, bytes, os.PathLike)) or not all(hasattr(tokenizer, a) for a in needed):
+        hint = " (load it with transformers.AutoTokenizer.from_pretrained(name))" if isinstance(tokenizer, (str, os.PathLike)) else ""
+        raise TypeError(f"tokenizer: expected a tokenizer object (a transformers PreTrainedTokenizerBase), got "
+                        f"{type(tokenizer).__name__}{hint}")
 
 
 class MLMCollator:
