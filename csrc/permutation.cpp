@@ -74,7 +74,8 @@ void write_word_rows(const Scratch& s, int64_t length, int dtype, uint32_t* out)
     const __m128i k = _mm_set1_epi32(key);
     uint32_t* row = out + i * length;
     int64_t j = 0;
-    for (; j < length && (reinterpret_cast<std::uintptr_t>(row + j) & 15); ++j) row[j] = key <= column[j] ? one_bits<uint32_t>(dtype) : 0;
+    for (; j < length && (reinterpret_cast<std::uintptr_t>(row + j) & 15); ++j)
+      row[j] = key <= column[j] ? one_bits<uint32_t>(dtype) : 0;
     for (; j + 4 <= length; j += 4) {
       const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column + j));
       _mm_stream_si128(reinterpret_cast<__m128i*>(row + j), _mm_andnot_si128(_mm_cmpgt_epi32(k, c), one));

@@ -144,7 +144,8 @@ def _check_tokenizer(tokenizer) -> None:
     """A collator needs the tokenizer object (its vocabulary size, special and pad ids), not a name."""
     needed = ("all_special_ids", "pad_token_id", "__len__")
     if isinstance(tokenizer, (str, bytes, os.PathLike)) or not all(hasattr(tokenizer, a) for a in needed):
-        hint = " (load it with transformers.AutoTokenizer.from_pretrained(name))" if isinstance(tokenizer, (str, os.PathLike)) else ""
+        named = isinstance(tokenizer, (str, os.PathLike))
+        hint = " (load it with transformers.AutoTokenizer.from_pretrained(name))" if named else ""
         raise TypeError(f"tokenizer: expected a tokenizer object (a transformers PreTrainedTokenizerBase), got "
                         f"{type(tokenizer).__name__}{hint}")
 
