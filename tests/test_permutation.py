@@ -54,6 +54,17 @@ def test_backends_equal(batch, half, p, span, seed, int32):
             assert a.dtype == b.dtype and torch.equal(a, b)
 
 
+def test_backends_equal_when_spans_take_several_blocks():
+    """p = 1 draws a span per token: 400 spans, several of the Triton kernel's blocks of 128 (a cursor
+    carried across blocks); p = 1 also makes every non-functional token a target."""
+    ids = rows(2, 400, pad_from=300)
+    outs = [run(ids, backend, plm_probability=1.0, max_span_length=3, dtype=torch.bool) for backend in BACKENDS]
+    for out in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], out))
+    functional = torch.isin(ids, torch.tensor(SPECIALS + [PAD]))
+    assert torch.equal(outs[0].labels != -100, ~functional)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.bfloat16, torch.float16, torch.float64, torch.uint8,
                                    torch.int64])
 def test_backends_equal_in_every_perm_dtype(dtype):
