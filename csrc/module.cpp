@@ -13,6 +13,7 @@
 #include "distillation.h"
 #include "masking.h"
 #include "padding.h"
+#include "permutation.h"
 #include "philox_block.h"
 #include "random_words.h"
 #include "spans.h"
@@ -309,4 +310,5 @@ PYBIND11_MODULE(_C, m) {
   fastmask::bind_pruning(m);  // magnitude pruning masks (csrc/pruning.cpp)
   fastmask::bind_graph(m);  // graph masks (csrc/graph.cpp)
   fastmask::bind_distillation(m);  // csrc/distillation_binding.cpp
+  fastmask::bind_permutation(m);  // csrc/permutation.cpp
 }

@@ -591,3 +591,32 @@ def distill_chunk(
 def _(student, teacher, labels, grad_scale, temperature, divergence, beta, hard_weight, ignore_index, write_grad, backend):
     rows = student.new_empty(student.shape[0], dtype=accumulation_dtype(student))
     return rows, torch.empty_like(rows)
+
+
+# --- permutation language modeling (fastmask/permutation.py, docs/permutation.md) -------------------
+
+
+def permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
+    # Meta tensors never reach C++ (no memory behind the pointers): the reference computes their shapes.
+    chosen = "reference" if ids.device.type == "meta" else resolve_backend(backend, ids.device)
+    if chosen == "cpp":
+        from .cpp import permutation
+    elif chosen == "triton":
+        from .triton import permutation
+    else:
+        from .reference import permutation
+    return permutation.permutation_lm(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype)
+
+
+@torch.library.custom_op("fastmask::permutation_lm", mutates_args=())
+def permutation_lm(
+    ids: torch.Tensor, seed: torch.Tensor, keys: torch.Tensor, contexts: torch.Tensor, attempts: int,
+    functional_ids: torch.Tensor, mask_token_id: int, ignore_index: int, dtype: torch.dtype, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend)
+
+
+@permutation_lm.register_fake
+def _(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
+    batch, length = ids.shape
+    return ids.new_empty(batch, length), ids.new_empty((batch, length, length), dtype=dtype), ids.new_empty(batch, length)

@@ -23,6 +23,7 @@ class Purpose(enum.IntEnum):
     BLOCK_MASK = 6  # block_mask (BEiT), position = attempt: w0 block shape, w1 top, w2 left (docs/image.md)
     PATCH_SHUFFLE = 7  # random_patch_mask / simmim_mask / tube_mask, position = patch: w0 shuffle key (docs/image.md)
     BLOCK_TOP_UP = 8  # block_mask(exact=True), position = patch: w0 top-up key (docs/image.md)
+    PERMUTATION = 9  # permutation_lm, position p: w0/w1 span p's length/start, w2 the order key of slot p (docs/permutation.md)
     UNILM_OBJECTIVE = 10  # unilm_objectives, position 0: w0 the row's objective (docs/attention.md)
     EDGES = 11  # mask_edges, position = edge // 4: word edge % 4 masks it (docs/graph.md)
     PATHS = 12  # mask_paths, position = node: w0 root; c1 = 12 + 2^16 t: walk step t (docs/graph.md)

@@ -10,7 +10,9 @@ mask that depends only on (seed, sample index, epoch) (docs/collators.md).
 """
 from __future__ import annotations
 
+import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -23,8 +25,8 @@ from .attention import FORMATS, attention_mask, unilm_objectives
 from .cpp import DTYPE_CODES, HAS_CPP, cpp
 from .functional import mask_tokens
 
-__all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "PackingCollator", "T5SpanCorruptionCollator",
-           "UniLMCollator", "sample_keys"]
+__all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "PLMCollator", "PackingCollator",
+           "T5SpanCorruptionCollator", "UniLMCollator", "sample_keys"]
 
 INDEX_BITS = 40  # a sample key is (epoch << 40) | index: 10^12 samples, 2^23 epochs
 _MAX_EPOCH = 1 << (63 - INDEX_BITS)
@@ -139,6 +141,16 @@ def _pad(rows: list, length: int, pad_value: int, left: bool, name: str, dtype=t
 _TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": None, "special_tokens_mask": 1, "word_ids": -1}
 
 
+def _check_tokenizer(tokenizer) -> None:
+    """A collator needs the tokenizer object (its vocabulary size, special and pad ids), not a name."""
+    needed = ("all_special_ids", "pad_token_id", "__len__")
+    if isinstance(tokenizer, (str, bytes, os.PathLike)) or not all(hasattr(tokenizer, a) for a in needed):
+        named = isinstance(tokenizer, (str, os.PathLike))
+        hint = " (load it with transformers.AutoTokenizer.from_pretrained(name))" if named else ""
+        raise TypeError(f"tokenizer: expected a tokenizer object (a transformers PreTrainedTokenizerBase), got "
+                        f"{type(tokenizer).__name__}{hint}")
+
+
 class MLMCollator:
     """HF's DataCollatorForLanguageModeling (transformers 5.x), same arguments and outputs, with
     padding in C++ and masking by fastmask.mask_tokens, reproducible per sample (docs/collators.md).
@@ -165,6 +177,7 @@ class MLMCollator:
         max_predictions: Optional[int] = None,
         backend: str = "auto",
     ):
+        _check_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         self.mlm, self.whole_word_mask = mlm, whole_word_mask
         if mlm:
@@ -194,6 +207,7 @@ class MLMCollator:
         # now from torch's default generator (torch.manual_seed governs it, as HF's global RNG).
         self._seed = resolve_seed(seed, torch.device("cpu"))
         self.seed = int(self._seed) if seed is None else seed
+        self._counter = _CallCounter()
 
         self.vocab_size = len(tokenizer)
         self.pad_token_id = tokenizer.pad_token_id
@@ -202,14 +216,24 @@ class MLMCollator:
         self.mask_token_id = tokenizer.mask_token_id if mlm else None
         self.model_max_length = getattr(tokenizer, "model_max_length", None)
         self._word_table = None
+        self._warned_long = False
+        # Random replacements draw from the tokenizer's non-special ids; a vocabulary of special tokens
+        # only has none, and then draws from the whole vocabulary as HF does (a table, cached per device).
+        self._replace_ids: dict[torch.device, torch.Tensor] = {}
+        self._all_ids_fallback = (mlm and random_replace_prob > 0
+                                  and len(set(self.special_ids) | {self.mask_token_id}) >= self.vocab_size)
+        if self._all_ids_fallback:
+            warnings.warn(f"MLMCollator: every id of this tokenizer ({self.vocab_size}) is a special token; random "
+                          "replacements draw from the whole vocabulary, as HF's collator does", UserWarning, stacklevel=2)
 
     # -- HF's entry points ---------------------------------------------------------------------------
 
     def __call__(self, features: list, keys=None, return_tensors: Optional[str] = None) -> dict[str, Any]:
         """Collate and mask `features`. `keys` (int64 [B]) overrides the sample keys; by default they
-        come from IndexedDataset (see sample_keys), else are drawn at random per call."""
+        come from IndexedDataset (see sample_keys), else from the collator's call counter
+        (docs/collators.md#reproducible-and-resumable)."""
         batch = self._collate(features)
-        batch = self._mask(batch, _batch_keys(keys, len(features)))
+        batch = self._mask(batch, _batch_keys(keys, len(features), self._counter))
         if (return_tensors or self.return_tensors) == "np":
             batch = {k: v.numpy() for k, v in batch.items()}
         return batch
@@ -231,10 +255,13 @@ class MLMCollator:
         ids_rows = [f["input_ids"] for f in features]
         lengths = [len(row) for row in ids_rows]
         length = _padded_length(lengths, self.pad_to_multiple_of)
-        if self.model_max_length is not None and length > self.model_max_length and max(lengths) > self.model_max_length:
+        if (not self._warned_long and self.model_max_length is not None and length > self.model_max_length
+                and max(lengths) > self.model_max_length):
+            self._warned_long = True  # HF collates such rows too; the model will likely reject them
             longest = int(np.argmax(lengths))
-            raise ValueError(f"input_ids: feature {longest} has {lengths[longest]} tokens, more than the model allows "
-                             f"(tokenizer.model_max_length = {self.model_max_length}); tokenize with truncation=True")
+            warnings.warn(f"input_ids: feature {longest} has {lengths[longest]} tokens, more than the model allows "
+                          f"(tokenizer.model_max_length = {self.model_max_length}); tokenize with truncation=True "
+                          "(warned once per collator)", UserWarning, stacklevel=3)
         if any(n != length for n in lengths) and self.pad_token_id is None:
             raise ValueError(f"You are attempting to pad samples but the tokenizer you are using "
                              f"({type(self.tokenizer).__name__}) does not have a pad token.")
@@ -285,7 +312,7 @@ class MLMCollator:
             else:
                 words["word_table"] = self._table()
         out = mask_tokens(
-            ids, seed=self._seed if seed is None else seed, keys=keys, mask_token_id=self.mask_token_id, vocab_size=self.vocab_size,
+            ids, seed=self._seed if seed is None else seed, keys=keys, mask_token_id=self.mask_token_id, **self._vocabulary(ids),
             special_ids=self.special_ids, special_tokens_mask=special, attention_mask=batch.get("attention_mask"),
             mlm_probability=self.mlm_probability, mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob, prediction_probability=self.prediction_probability,
@@ -298,12 +325,81 @@ class MLMCollator:
             batch["masked_positions"] = out.positions
         return batch
 
+    def _vocabulary(self, ids: torch.Tensor) -> dict:
+        """vocab_size (random ids: the tokenizer's non-special ids, ids checked against it) or, for ids
+        outside the tokenizer's range (the model's vocabulary may be larger; HF collates them) or a
+        vocabulary of special tokens only, a table of the ids to draw from and no range check. Both
+        draw the same id from the same word. Ids are inspected in eager mode on the CPU only (no device
+        sync, no data-dependent branch in a compiled graph)."""
+        outside = (ids.device.type == "cpu" and ids.numel() > 0 and not torch.compiler.is_compiling()
+                   and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size))
+        if not (outside or self._all_ids_fallback):
+            return {"vocab_size": self.vocab_size}
+        if ids.device not in self._replace_ids:
+            specials = set() if self._all_ids_fallback else set(self.special_ids) | {self.mask_token_id}
+            table = [i for i in range(self.vocab_size) if i not in specials]
+            self._replace_ids[ids.device] = torch.tensor(table, dtype=torch.int64, device=ids.device)
+        return {"replace_ids": self._replace_ids[ids.device]}
+
     def _table(self) -> torch.Tensor:
         if self._word_table is None:
             from .words import word_start_table
 
             self._word_table = word_start_table(self.tokenizer)
         return self._word_table
+
+
+class PLMCollator:
+    """HF's DataCollatorForPermutationLanguageModeling (XLNet), same arguments and outputs (input_ids,
+    perm_mask, target_mapping, labels), by fastmask.permutation_lm (docs/permutation.md): padding in
+    C++, one kernel instead of a Python loop per row, keys from IndexedDataset as for MLMCollator.
+
+    Extras (keyword-only): seed, dtype (of perm_mask; HF: float32; XLNet takes bool alike, 4x less
+    memory to write and move), backend. target_mapping is HF's float32 identity, as an expanded view."""
+
+    def __init__(self, tokenizer, plm_probability: float = 1 / 6, max_span_length: int = 5, return_tensors: str = "pt",
+                 *, seed: Optional[int] = None, dtype: torch.dtype = torch.float32, backend: str = "auto"):
+        from .permutation import context_lengths
+
+        _check_tokenizer(tokenizer)
+        if getattr(tokenizer, "mask_token", None) is None:
+            raise ValueError("This tokenizer does not have a mask token which is necessary for permutation language "
+                             "modeling. Please add a mask token if you want to use this tokenizer.")
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(f"return_tensors: expected 'pt' or 'np', got {return_tensors!r}")
+        plm_probability = check_probability("plm_probability", plm_probability)
+        if plm_probability == 0:
+            raise ValueError("plm_probability: expected a probability in (0, 1], got 0.0")
+        context_lengths(plm_probability, check_int("max_span_length", max_span_length, 1, 1 << 16))  # checks now
+        self.tokenizer, self.plm_probability, self.max_span_length = tokenizer, plm_probability, max_span_length
+        self.return_tensors, self.dtype, self.backend = return_tensors, dtype, backend
+        self._seed = resolve_seed(seed, torch.device("cpu"))
+        self.seed = int(self._seed) if seed is None else seed
+        self._counter = _CallCounter()
+        self.pad_token_id = tokenizer.pad_token_id
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.special_ids = sorted(i for i in set(tokenizer.all_special_ids) if i >= 0)
+
+    def __call__(self, features: list, keys=None, return_tensors: Optional[str] = None) -> dict[str, Any]:
+        from .permutation import permutation_lm
+
+        if not isinstance(features, Sequence) or len(features) == 0:
+            raise ValueError("features: expected a non-empty list of features")
+        rows = [f["input_ids"] if isinstance(f, Mapping) else f for f in features]
+        lengths = [len(row) for row in rows]
+        length = max(lengths)
+        if any(n != length for n in lengths) and self.pad_token_id is None:
+            raise ValueError(f"You are attempting to pad samples but the tokenizer you are using "
+                             f"({type(self.tokenizer).__name__}) does not have a pad token.")
+        ids = _pad(rows, length, self.pad_token_id or 0, self.left, "input_ids")
+        out = permutation_lm(ids, mask_token_id=self.tokenizer.mask_token_id, seed=self._seed,
+                             keys=_batch_keys(keys, len(features), self._counter), plm_probability=self.plm_probability,
+                             max_span_length=self.max_span_length, special_ids=self.special_ids,
+                             pad_token_id=self.pad_token_id, dtype=self.dtype, backend=self.backend)
+        batch = out._asdict()
+        if (return_tensors or self.return_tensors) == "np":
+            batch = {k: v.numpy() for k, v in batch.items()}
+        return batch
 
 
 def _stack(key: str, values: list) -> torch.Tensor:
@@ -400,8 +496,9 @@ def _equal_length_ids(features: list) -> torch.Tensor:
     return _pad(rows, lengths.pop(), 0, False, "input_ids")
 
 
-def _batch_keys(keys, count: int) -> torch.Tensor:
-    """Explicit keys, else IndexedDataset's, else fresh random ones (docs/collators.md)."""
+def _batch_keys(keys, count: int, counter: Optional["_CallCounter"] = None) -> torch.Tensor:
+    """Explicit keys, else IndexedDataset's, else the counter's (or, without one, fresh random ones)
+    (docs/collators.md)."""
     if keys is not None:
         keys = torch.as_tensor(keys, dtype=torch.int64).reshape(-1)
         if keys.shape[0] != count:
@@ -410,7 +507,40 @@ def _batch_keys(keys, count: int) -> torch.Tensor:
     fetched = _take(count)
     if fetched is not None:
         return torch.tensor(fetched, dtype=torch.int64)
+    if counter is not None:
+        return counter.next_keys(count)
     return torch.randint(0, 1 << 62, (count,), dtype=torch.int64)
+
+
+_COUNTER_ROW_BITS, _COUNTER_CALL_BITS, _COUNTER_WORKER_BITS = 20, 28, 15
+
+
+class _CallCounter:
+    """Sample keys without an index: ~((worker << 48) | (call << 20) | row), a pure function of the
+    collating process's DataLoader worker (0 in the main process, id + 1 in worker id), the number of
+    calls this process made before (modulo 2^28) and the row. No global random state, so the same
+    seed gives the same batches in a fresh process, whatever torch's generator holds, as HF's own
+    generator seeded with seed (+ worker id) does; the key is negative, never an IndexedDataset key.
+    A new process (a forked or spawned worker) starts counting from 0, as HF's generator restarts."""
+
+    def __init__(self):
+        self._pid, self._calls = None, 0
+
+    def __getstate__(self):
+        return {"_pid": None, "_calls": 0}  # a pickled copy (a spawned worker) starts afresh
+
+    def next_keys(self, count: int) -> torch.Tensor:
+        if count >= 1 << _COUNTER_ROW_BITS:
+            raise ValueError(f"features: {count} features in one batch; without IndexedDataset keys a batch holds at "
+                             f"most {(1 << _COUNTER_ROW_BITS) - 1}")
+        if self._pid != os.getpid():
+            self._pid, self._calls = os.getpid(), 0
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else (info.id + 1) % (1 << _COUNTER_WORKER_BITS)
+        call = self._calls % (1 << _COUNTER_CALL_BITS)
+        self._calls += 1
+        base = (worker << (_COUNTER_CALL_BITS + _COUNTER_ROW_BITS)) | (call << _COUNTER_ROW_BITS)
+        return ~(base | torch.arange(count, dtype=torch.int64))
 
 
 # --- images and video ---------------------------------------------------------------------------------

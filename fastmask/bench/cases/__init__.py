@@ -25,7 +25,7 @@ class Case:
 
 
 # Imported after Case, which the family modules use.
-from . import attention, collators, distillation, graph, image, loss, masking, pruning, rng, sparse_loss, spans, t5, words  # noqa: E402
+from . import attention, collators, distillation, graph, image, loss, masking, permutation, pruning, rng, sparse_loss, spans, t5, words  # noqa: E402
 
 FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {
     "attention": attention.cases,
@@ -35,6 +35,7 @@ FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {
     "image": image.cases,
     "loss": loss.cases,
     "masking": masking.cases,
+    "permutation": permutation.cases,
     "pruning": pruning.cases,
     "rng": rng.cases,
     "sparse_loss": sparse_loss.cases,
