@@ -64,6 +64,7 @@ def mask_tokens(
     special_tokens_mask: Optional[torch.Tensor] = None,
     attention_mask: Optional[torch.Tensor] = None,
     lengths: Optional[torch.Tensor] = None,
+    pad_token_id: Optional[int] = None,
     word_ids: Optional[torch.Tensor] = None,
     offset_mapping: Optional[torch.Tensor] = None,
     word_table: Optional[torch.Tensor] = None,
@@ -80,7 +81,8 @@ def mask_tokens(
 ) -> MaskedTokens:
     """BERT/RoBERTa masked-LM corruption with labels, as HF's DataCollatorForLanguageModeling, plus
     exact counts, a prediction set apart from the corrupted set, views and a fixed capacity.
-    docs/masking.md defines every argument and the algorithm.
+    docs/masking.md defines every argument and the algorithm. Padding is found from attention_mask,
+    lengths, or pad_token_id (a special id: without any of them, pad tokens can be selected).
 
     Whole-word masking: pass one word source, `word_ids` ([B, L], runs of equal ids, negative for
     no word), `offset_mapping` ([B, L, 2], HF's rule) or `word_table` ([vocab_size] "starts a
@@ -110,6 +112,8 @@ def mask_tokens(
         raise ValueError(f"exact: expected a bool, got {type(exact).__name__}")
 
     specials = _special_ids(special_ids, mask_token_id, vocab_size)
+    if pad_token_id is not None:  # padding by id, as HF's collator finds it: never selected, never in labels
+        specials = tuple(sorted({*specials, check_int("pad_token_id", pad_token_id, 0, vocab_size or id_limit)}))
     for name, mask in (("special_tokens_mask", special_tokens_mask), ("attention_mask", attention_mask)):
         if mask is not None:
             check_same_shape(name, mask.unsqueeze(0) if one_row else mask, ids, dtypes=_MASK_DTYPES)

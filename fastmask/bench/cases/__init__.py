@@ -25,7 +25,8 @@ class Case:
 
 
 # Imported after Case, which the family modules use.
-from . import collators, image, loss, masking, rng, sparse_loss, spans, t5, words  # noqa: E402
+from . import collators, image, loss, masking, rng, sparse_loss, spans, t5, train_step, words  # noqa: E402
 
 FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {"collators": collators.cases, "image": image.cases, "loss": loss.cases, "masking": masking.cases, "rng": rng.cases,
-             "sparse_loss": sparse_loss.cases, "spans": spans.cases, "t5": t5.cases, "whole_word": words.cases}
+             "sparse_loss": sparse_loss.cases, "spans": spans.cases, "t5": t5.cases, "train_step": train_step.cases,
+             "whole_word": words.cases}
