@@ -5,7 +5,7 @@ from .cpp import HAS_CPP
 from .functional import MaskedTokens, mask_tokens, masked_cross_entropy, masked_lm_loss, random_words
 from .image import PatchMask, block_mask, gather_kept, random_patch_mask, restore, simmim_mask, tube_mask
 from .spans import mask_spans
-from .t5 import UL2_DENOISERS, UL2Denoised, t5_lengths, t5_output_lengths, t5_span_corruption, ul2_denoise
+from .t5 import UL2_DENOISERS, UL2Denoised, t5_chunks, t5_lengths, t5_output_lengths, t5_span_corruption, ul2_denoise
 from .words import word_start_table
 from . import collators, nn
 from .collators import DeviceMasker
@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "HAS_CPP", "STREAM_VERSION", "Purpose", "DeviceMasker", "MaskedTokens", "PatchMask", "UL2Denoised", "UL2_DENOISERS",
     "block_mask", "collators", "gather_kept", "mask_spans", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "nn",
-    "random_patch_mask", "random_words", "restore", "simmim_mask", "t5_lengths", "t5_output_lengths", "t5_span_corruption",
+    "random_patch_mask", "random_words", "restore", "simmim_mask", "t5_chunks", "t5_lengths", "t5_output_lengths", "t5_span_corruption",
     "tube_mask", "ul2_denoise", "word_start_table",
 ]
