@@ -107,3 +107,24 @@ def test_ul2_collator_returns_denoisers_and_prepends_mode_tokens():
         T5SpanCorruptionCollator(Tokenizer(), denoisers=fastmask.UL2_DENOISERS, mode_tokens={"R": 1, "X": 2})
     with pytest.raises(ValueError, match="give denoisers="):
         T5SpanCorruptionCollator(Tokenizer(), mode_tokens=modes)
+
+
+def test_a_capacity_that_drops_labels_warns_once_and_counts_them(monkeypatch):
+    from fastmask import functional
+
+    monkeypatch.setitem(functional._dropped, "positions", 0)
+    monkeypatch.setitem(functional._dropped, "warned", False)
+    ids = torch.randint(5, 100, (6, 64))
+    common = dict(seed=2, mask_token_id=4, vocab_size=100, mlm_probability=0.5)
+    full = fastmask.mask_tokens(ids, **common)
+    with pytest.warns(UserWarning, match="max_predictions=8 dropped"):
+        capped = fastmask.mask_tokens(ids, max_predictions=8, **common)
+    want = int((full.labels != -100).sum() - (capped.labels != -100).sum())
+    assert want > 0 and functional.dropped_predictions() == want
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the second drop counts silently
+        fastmask.mask_tokens(ids, max_predictions=8, **common)
+        fastmask.mask_tokens(ids, max_predictions=64, **common)  # room for all: nothing dropped
+    assert functional.dropped_predictions() == 2 * want
