@@ -219,3 +219,16 @@ def test_trainer_runs_unchanged_with_the_patched_model(tmp_path):
     assert losses[-1] < losses[0] - 1.0  # ln(30522) = 10.3 at the start
     metrics = trainer.evaluate()
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["eval_loss"] > 0
+
+
+def test_under_autocast_the_head_runs_in_the_autocast_dtype():
+    stock = make("BertForMaskedLM")
+    patched = apply_fastmask(copy.deepcopy(stock))
+    ids, attention, labels = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = stock(input_ids=ids, attention_mask=attention, labels=labels)
+        got = patched(input_ids=ids, attention_mask=attention, labels=labels)
+    assert got.loss.dtype == expected.loss.dtype == torch.float32
+    torch.testing.assert_close(got.loss, expected.loss, atol=2e-2, rtol=1e-2)  # bf16 logits on both sides
+    got.loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in patched.parameters() if p.requires_grad)

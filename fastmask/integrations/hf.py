@@ -92,8 +92,14 @@ def _forward(model, args, kwargs):
     loss = None
     if labels is not None:
         normalizer = kwargs.get("num_items_in_batch") if patch.by_items else None
-        loss = masked_lm_loss(hidden, decoder.weight, labels.to(hidden.device), bias=decoder.bias, positions=positions,
+        weight, bias, rows = decoder.weight, decoder.bias, hidden
+        device = hidden.device.type
+        if torch.is_autocast_enabled(device):  # the stock decoder's Linear would run in the autocast dtype
+            dtype = torch.get_autocast_dtype(device)
+            weight, rows, bias = weight.to(dtype), rows.to(dtype), None if bias is None else bias.to(dtype)
+        loss = masked_lm_loss(rows, weight, labels.to(hidden.device), bias=bias, positions=positions,
                               max_rows=patch.max_rows, normalizer=normalizer, chunk_size=patch.chunk_size)
+        loss = loss.float()  # as the stock cross-entropy, which autocast runs in fp32
     logits = torch.nn.functional.linear(hidden, decoder.weight, decoder.bias) if return_logits else None
     out = FastMaskedLMOutput(
         loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
