@@ -291,3 +291,12 @@ def test_train_step_providers_each_train_their_own_copy():
         first, second = step(), step()
         assert torch.isfinite(first) and torch.isfinite(second) and first.shape == ()
     assert torch.equal(model.bert.embeddings.word_embeddings.weight, before)  # the template is never trained
+
+
+def test_time_interleaved_times_every_callable_once_per_round():
+    from fastmask.bench.timing import time_interleaved
+
+    calls = []
+    timings = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then rounds
+    assert set(timings) == {"a", "b"} and all(t.n == 3 and 0 <= t.p20 <= t.median <= t.p80 for t in timings.values())

@@ -21,7 +21,7 @@ from rich.table import Column, Table
 from . import results
 from .cases import FAMILIES, Case
 from .memory import peak_bytes
-from .timing import Timing, copy_bandwidth, time_cpu, time_gpu
+from .timing import Timing, copy_bandwidth, time_cpu, time_gpu, time_interleaved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                     name = case.name if args.device == "cuda" else f"{case.name}/{args.threads}t"
                     progress.update(task, description=f"{family}: {name} {case.shape}")
                     case = _runnable(case)  # a peer that raises is reported, not fatal
-                    timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
+                    if case.interleave and args.device == "cpu":
+                        timings = time_interleaved(case.providers, repeats=case.repeats)
+                    else:
+                        timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
                     memory = {p: peak_bytes(fn, args.device) for p, fn in case.providers.items()} if case.memory else {}
                     rows += _rows(case, name, timings, memory, env, bandwidth)
                     families[name] = family

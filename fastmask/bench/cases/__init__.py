@@ -22,6 +22,9 @@ class Case:
     memory_floor: int = 0
     bytes: int = 0  # bytes a call must move at least (read + written): GB/s against the copy roofline on a GPU
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peer -> why it did not run here
+    # Seconds-long calls on a shared machine: time one call of every provider per round (on a CPU), so a
+    # change of load hits them all alike instead of whichever provider ran at that time.
+    interleave: bool = False
 
 
 # Imported after Case, which the family modules use.

@@ -12,7 +12,8 @@ for every provider, in one process:
   (DeviceMasker), the patched model under torch.compile.
 CPU: BERT-small (4 layers, hidden 256, 4 heads, FFN 1024), L 128, B 32; --quick: B 8 and no compiled
 provider (compiling the step takes minutes on a CPU). CUDA: bert-base, L 512, B 16, bf16 autocast.
-Work units are tokens (B * L).
+Work units are tokens (B * L). On a CPU the providers are timed in rounds (one step of each per round),
+so a shared machine's changing load falls on all of them alike.
 """
 from __future__ import annotations
 
@@ -138,4 +139,4 @@ def _case(device: str, layers: int, hidden: int, heads: int, ffn: int, length: i
     providers = steps(tokenizer, model, features(tokenizer, batch, length), device, int(MAX_PREDICTIONS * length),
                       compile)
     return Case("train_step", name, f"{batch}x{length}x{len(tokenizer)}", providers, "HF stock", batch * length, "tokens",
-                repeats=3 if device == "cpu" else 25)
+                repeats=5 if device == "cpu" else 25, interleave=True)
