@@ -26,7 +26,7 @@ from .cpp import DTYPE_CODES, HAS_CPP, cpp
 from .functional import mask_tokens
 
 __all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "PLMCollator", "PackingCollator",
-           "T5SpanCorruptionCollator", "UniLMCollator", "sample_keys"]
+           "T5SpanCorruptionCollator", "UL2_MODE_TOKENS", "UniLMCollator", "sample_keys", "ul2_mode"]
 
 INDEX_BITS = 40  # a sample key is (epoch << 40) | index: 10^12 samples, 2^23 epochs
 _MAX_EPOCH = 1 << (63 - INDEX_BITS)
@@ -425,7 +425,13 @@ class T5SpanCorruptionCollator:
     Features hold input_ids of one length L (fixed chunks of a concatenated corpus, as T5 trains;
     fastmask.t5_lengths gives the L whose inputs have a chosen length). The batch has input_ids,
     attention_mask and labels (the targets, -100 in padding) for T5ForConditionalGeneration, which
-    builds decoder_input_ids from the labels. Keys come from IndexedDataset as for MLMCollator."""
+    builds decoder_input_ids from the labels. Keys come from IndexedDataset as for MLMCollator.
+
+    UL2 (denoisers=, e.g. fastmask.UL2_DENOISERS, the paper's seven denoisers, equal weights unless
+    weights= says otherwise): mode_tokens={"R": id, "X": id, "S": id} puts the paradigm token of each
+    row's denoiser family (ul2_mode; UL2's [NLU], [NLG], [S2S], see UL2_MODE_TOKENS) first in its
+    inputs; return_denoiser=True adds batch["denoiser"], each row's index into denoisers (int64 [B]),
+    which must be popped before model(**batch)."""
 
     def __init__(
         self,
@@ -439,6 +445,8 @@ class T5SpanCorruptionCollator:
         seed: Optional[int] = None,
         return_tensors: str = "pt",
         backend: str = "auto",
+        mode_tokens: Optional[Mapping] = None,
+        return_denoiser: bool = False,
     ):
         if getattr(tokenizer, "eos_token_id", None) is None:
             raise ValueError("T5 span corruption ends inputs and targets with EOS: this tokenizer has no eos token")
@@ -452,6 +460,10 @@ class T5SpanCorruptionCollator:
         self._seed = resolve_seed(seed, torch.device("cpu"))
         self.seed = int(self._seed) if seed is None else seed
         self.vocab_size = len(tokenizer)
+        if (mode_tokens is not None or return_denoiser) and denoisers is None:
+            raise ValueError("mode_tokens, return_denoiser: UL2 options; give denoisers= (e.g. fastmask.UL2_DENOISERS)")
+        self.return_denoiser = return_denoiser
+        self._modes = None if mode_tokens is None else _mode_table(denoisers, mode_tokens, self.vocab_size)
 
     def __call__(self, features: list, keys=None) -> dict[str, Any]:
         ids = _equal_length_ids(features)
@@ -473,10 +485,44 @@ class T5SpanCorruptionCollator:
                                                  mean_noise_span_length=self.mean_noise_span_length, **common)
             return {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": targets}
         out = ul2_denoise(ids, denoisers=self.denoisers, weights=self.weights, pad_token_id=tok.pad_token_id, **common)
-        attention = torch.arange(out.inputs.shape[1], device=ids.device) < out.input_lengths.reshape(-1, 1)
+        inputs, input_lengths = out.inputs, out.input_lengths
+        if self._modes is not None:  # the paradigm token of each row's denoiser family, first in its inputs
+            modes = self._modes.to(ids.device).to(inputs.dtype).index_select(0, out.denoiser)
+            inputs, input_lengths = torch.cat([modes.reshape(-1, 1), inputs], 1), input_lengths + 1
+        attention = torch.arange(inputs.shape[1], device=ids.device) < input_lengths.reshape(-1, 1)
         valid = torch.arange(out.targets.shape[1], device=ids.device) < out.target_lengths.reshape(-1, 1)
-        return {"input_ids": out.inputs, "attention_mask": attention.to(out.inputs.dtype),
-                "labels": torch.where(valid, out.targets, -100)}
+        batch = {"input_ids": inputs, "attention_mask": attention.to(inputs.dtype),
+                 "labels": torch.where(valid, out.targets, -100)}
+        if self.return_denoiser:
+            batch["denoiser"] = out.denoiser  # an index into denoisers; remove it before model(**batch)
+        return batch
+
+
+# UL2's paradigm tokens (Tay et al., 2023): R (regular spans) -> [NLU], X (extreme: long spans or
+# high density) -> [NLG], S (prefix LM) -> [S2S]. X is "spans of 12 tokens or more, or 30% noise or more".
+UL2_MODE_TOKENS = {"R": "[NLU]", "X": "[NLG]", "S": "[S2S]"}
+
+
+def ul2_mode(denoiser) -> str:
+    """"R", "X" or "S": the UL2 paradigm of one denoiser ((mean_noise_span_length, noise_density) or ("S", density))."""
+    if denoiser[0] == "S":
+        return "S"
+    mean, density = denoiser
+    return "X" if mean >= 12 or density >= 0.3 else "R"
+
+
+def _mode_table(denoisers, mode_tokens, vocab_size: int) -> torch.Tensor:
+    """int64 [len(denoisers)]: the mode token id of each denoiser, from {"R": id, "X": id, "S": id}."""
+    if not isinstance(mode_tokens, Mapping):
+        raise ValueError(f"mode_tokens: expected a dict {{'R': id, 'X': id, 'S': id}}, got {type(mode_tokens).__name__}")
+    ids = []
+    for denoiser in denoisers:
+        mode = ul2_mode(denoiser)
+        if mode not in mode_tokens:
+            raise ValueError(f"mode_tokens: no token for mode {mode!r} (denoiser {denoiser!r}); expected keys R, X, S "
+                             f"(UL2 uses {UL2_MODE_TOKENS[mode]} for {mode})")
+        ids.append(check_int(f"mode_tokens[{mode!r}]", mode_tokens[mode], 0, vocab_size))
+    return torch.tensor(ids, dtype=torch.int64)
 
 
 def _equal_length_ids(features: list) -> torch.Tensor:
@@ -562,37 +608,143 @@ class ImageMaskCollator:
       patches fastmask keeps).
 
     Features are dicts with "pixel_values" (tensors or numpy arrays of one shape); other keys are
-    stacked (e.g. labels)."""
+    stacked (e.g. labels).
+
+    The patch grid (height/width, num_patches, input_size/model_patch_size, frames) can come from the
+    model instead of by hand: `model_config=` (a HF config with patch_size and image_size; VideoMAE's
+    also num_frames and tubelet_size) or `patch_size=` with `image_size=`; with `patch_size=` alone the
+    grid is read from each batch's pixel_values ([B, C, H, W]; video [B, T, C, H, W]). Images whose
+    grid differs from the model's, sizes not a multiple of the patch, or grid options that contradict
+    it are ValueErrors."""
 
     def __init__(self, mode: str = "block", *, seed: Optional[int] = None, return_tensors: str = "pt",
-                 backend: str = "auto", **options):
+                 backend: str = "auto", patch_size=None, image_size=None, model_config=None, **options):
         if mode not in _IMAGE_MODES:
             raise ValueError(f"mode: expected one of {', '.join(_IMAGE_MODES)}, got {mode!r}")
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"return_tensors: expected 'pt' or 'np', got {return_tensors!r}")
         self.mode, self.options, self.return_tensors, self.backend = mode, options, return_tensors, backend
+        self._geometry = _PatchGeometry.of(mode, patch_size, image_size, model_config, options)
+        if self._geometry is not None and self._geometry.image_size is not None:
+            self.options = self._geometry.options(options, *self._geometry.image_size, self._geometry.frames)
         self._seed = resolve_seed(seed, torch.device("cpu"))
         self.seed = int(self._seed) if seed is None else seed
-        self.mask(torch.zeros(1, dtype=torch.int64), self._seed)  # checks the options now, not at the first batch
+        if self._geometry is None or self._geometry.image_size is not None:
+            self.mask(torch.zeros(1, dtype=torch.int64), self._seed)  # checks the options now, not at the first batch
 
     def __call__(self, features: list, keys=None) -> dict[str, Any]:
         batch = _stack_images(features)
-        batch.update(self.mask(_batch_keys(keys, len(features)), self._seed))
+        options = self.options
+        if self._geometry is not None:
+            options = self._geometry.check_images(batch["pixel_values"], self.options)
+        batch.update(self._mask(_batch_keys(keys, len(features)), self._seed, options))
         if self.return_tensors == "np":
             batch = {k: v.numpy() for k, v in batch.items()}
         return batch
 
     def mask(self, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
         """The mask entries alone, on keys' device: what DeviceMasker runs inside the training step."""
+        if self._geometry is not None and self._geometry.image_size is None:
+            raise ValueError("ImageMaskCollator: the patch grid comes from each batch's pixel_values (patch_size without "
+                             "image_size); give image_size= or model_config= to mask without them (DeviceMasker)")
+        return self._mask(keys, seed, self.options)
+
+    def _mask(self, keys: torch.Tensor, seed: torch.Tensor, options: dict) -> dict[str, torch.Tensor]:
         from . import image
 
         common = dict(seed=seed, keys=keys, backend=self.backend, device=keys.device)
         batch = keys.shape[0]
         if self.mode == "mae":
-            shuffle = image.random_patch_mask(batch, **self.options, **common)
+            shuffle = image.random_patch_mask(batch, **options, **common)
             return {"noise": shuffle.ids_restore.to(torch.float32)}  # argsort(noise) = fastmask's shuffle
         make = {"block": image.block_mask, "simmim": image.simmim_mask, "tube": image.tube_mask}[self.mode]
-        return {"bool_masked_pos": make(batch, **self.options, **common).reshape(batch, -1)}
+        return {"bool_masked_pos": make(batch, **options, **common).reshape(batch, -1)}
+
+
+class _PatchGeometry:
+    """A model's patching (patch size, image size, video frames per tubelet) and the grid options of
+    each ImageMaskCollator mode that follow from an image size."""
+
+    def __init__(self, mode, patch, image_size, frames, tubelet):
+        self.mode, self.patch, self.image_size, self.frames, self.tubelet = mode, patch, image_size, frames, tubelet
+
+    @classmethod
+    def of(cls, mode, patch_size, image_size, config, options):
+        frames, tubelet = None, 1
+        if config is not None:
+            if getattr(config, "patch_size", None) is None:
+                raise ValueError(f"model_config: {type(config).__name__} has no patch_size")
+            patch_size = config.patch_size if patch_size is None else patch_size
+            image_size = getattr(config, "image_size", None) if image_size is None else image_size
+            if mode == "tube":
+                frames, tubelet = getattr(config, "num_frames", None), getattr(config, "tubelet_size", 1)
+        if patch_size is None:
+            if image_size is not None:
+                raise ValueError("image_size: give patch_size (or model_config) with it")
+            return None
+        patch = _pair("patch_size", patch_size)
+        size = None if image_size is None else _pair("image_size", image_size)
+        if mode == "tube":
+            tubelet = check_int("tubelet_size", options.pop("tubelet_size", tubelet), 1, 1 << 20)
+        return cls(mode, patch, size, frames, tubelet)
+
+    def grid(self, height: int, width: int, name: str) -> tuple[int, int]:
+        if height % self.patch[0] or width % self.patch[1]:
+            raise ValueError(f"{name}: {height}x{width} images are not a whole number of {self.patch[0]}x{self.patch[1]} "
+                             "patches (patch_size)")
+        return height // self.patch[0], width // self.patch[1]
+
+    def options(self, given: dict, height: int, width: int, frames, name: str = "image_size") -> dict:
+        """The mode's grid options for images of height x width (and `frames` video frames), merged with
+        the given ones; a given option that contradicts them is a ValueError."""
+        rows, cols = self.grid(height, width, name)
+        if self.mode == "block":
+            grid = {"height": rows, "width": cols}
+        elif self.mode == "mae":
+            grid = {"num_patches": rows * cols}
+        elif self.mode == "simmim":
+            grid = {"input_size": (height, width), "model_patch_size": self.patch[0]}
+            if self.patch[0] != self.patch[1]:
+                raise ValueError(f"patch_size: SimMIM masks square patches, got {self.patch}")
+        elif frames is None:  # frames (tubelets) as given, or tube_mask's error for their absence
+            grid = {"height": rows, "width": cols}
+        else:
+            if frames % self.tubelet:
+                raise ValueError(f"{name}: {frames} frames are not a whole number of tubelets of {self.tubelet}")
+            grid = {"frames": frames // self.tubelet, "height": rows, "width": cols}
+        for key, value in grid.items():
+            if key in given and _pair_or_int(given[key]) != _pair_or_int(value):
+                raise ValueError(f"{key}: {given[key]!r} does not fit the model's patch grid ({name} {height}x{width}, "
+                                 f"patch_size {self.patch[0]}x{self.patch[1]}: {key} = {value!r})")
+        return {**given, **grid}
+
+    def check_images(self, pixels: torch.Tensor, options: dict) -> dict:
+        """The grid options for this batch's pixel_values; with a known image size they must match it."""
+        video = self.mode == "tube"
+        if pixels.dim() != (5 if video else 4):
+            raise ValueError(f"pixel_values: expected [B, {'T, ' if video else ''}C, H, W], got {tuple(pixels.shape)}")
+        height, width = pixels.shape[-2:]
+        frames = pixels.shape[1] if video else None
+        if self.image_size is None:
+            return self.options(options, height, width, frames, "pixel_values")
+        if (height, width) != self.image_size or (video and self.frames is not None and frames != self.frames):
+            grid = self.grid(height, width, "pixel_values")
+            raise ValueError(f"pixel_values: {height}x{width} images make a {grid[0]}x{grid[1]} patch grid, the model's "
+                             f"is {self.image_size[0] // self.patch[0]}x{self.image_size[1] // self.patch[1]} "
+                             f"(image_size {self.image_size[0]}x{self.image_size[1]}"
+                             f"{f', {self.frames} frames' if video and self.frames else ''}); resize the images")
+        return options
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return check_int(name, value[0], 1, 1 << 20), check_int(name, value[1], 1, 1 << 20)
+    value = check_int(name, value, 1, 1 << 20)
+    return value, value
+
+
+def _pair_or_int(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else value
 
 
 def _stack_images(features: list) -> dict[str, torch.Tensor]:

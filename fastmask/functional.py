@@ -1,6 +1,7 @@
 """The public ops: argument checks, defaults and backend choice, then the custom ops of _library."""
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
@@ -64,6 +65,7 @@ def mask_tokens(
     special_tokens_mask: Optional[torch.Tensor] = None,
     attention_mask: Optional[torch.Tensor] = None,
     lengths: Optional[torch.Tensor] = None,
+    pad_token_id: Optional[int] = None,
     word_ids: Optional[torch.Tensor] = None,
     offset_mapping: Optional[torch.Tensor] = None,
     word_table: Optional[torch.Tensor] = None,
@@ -80,7 +82,8 @@ def mask_tokens(
 ) -> MaskedTokens:
     """BERT/RoBERTa masked-LM corruption with labels, as HF's DataCollatorForLanguageModeling, plus
     exact counts, a prediction set apart from the corrupted set, views and a fixed capacity.
-    docs/masking.md defines every argument and the algorithm.
+    docs/masking.md defines every argument and the algorithm. Padding is found from attention_mask,
+    lengths, or pad_token_id (a special id: without any of them, pad tokens can be selected).
 
     Whole-word masking: pass one word source, `word_ids` ([B, L], runs of equal ids, negative for
     no word), `offset_mapping` ([B, L, 2], HF's rule) or `word_table` ([vocab_size] "starts a
@@ -110,6 +113,8 @@ def mask_tokens(
         raise ValueError(f"exact: expected a bool, got {type(exact).__name__}")
 
     specials = _special_ids(special_ids, mask_token_id, vocab_size)
+    if pad_token_id is not None:  # padding by id, as HF's collator finds it: never selected, never in labels
+        specials = tuple(sorted({*specials, check_int("pad_token_id", pad_token_id, 0, vocab_size or id_limit)}))
     for name, mask in (("special_tokens_mask", special_tokens_mask), ("attention_mask", attention_mask)):
         if mask is not None:
             check_same_shape(name, mask.unsqueeze(0) if one_row else mask, ids, dtypes=_MASK_DTYPES)
@@ -135,14 +140,43 @@ def mask_tokens(
     special_tensor = _constant(specials, device)
     # Eager C++ skips mask_tokens_impl's second backend resolution (a few microseconds of a small call).
     impl = _cpp_mask_tokens if chosen == "cpp" else _library.mask_tokens_impl
+    arguments = (ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, words, replace_table,
+                 replace_count, mask_token_id, views, exact)
     out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_tokens, impl,
-        ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, words, replace_table, replace_count,
-        mask_token_id, views, exact, max_predictions or 0, ignore_index, vocab_size or 0, backend,
-    )
+        torch.ops.fastmask.mask_tokens, impl, *arguments, max_predictions or 0, ignore_index, vocab_size or 0, backend)
+    if max_predictions and device.type == "cpu" and not torch.compiler.is_compiling():
+        _count_dropped(labels, positions, ignore_index, max_predictions,
+                       lambda: _library.call(torch.ops.fastmask.mask_tokens, impl, *arguments, 0, ignore_index,
+                                             vocab_size or 0, backend)[1])
     if one_row and views == 1:
         out_ids, labels, positions = out_ids[0], labels[0], positions[0]
     return MaskedTokens(out_ids, labels, positions if max_predictions else None)
+
+
+_dropped = {"positions": 0, "warned": False}
+
+
+def dropped_predictions() -> int:
+    """Labelled positions that mask_tokens' max_predictions has dropped in this process (CPU calls;
+    counted where a row fills its capacity, by masking the batch again without the cap)."""
+    return _dropped["positions"]
+
+
+def _count_dropped(labels, positions, ignore_index, capacity, uncapped) -> None:
+    """Warn once per process, and count, when a capacity drops labels (docs/masking.md#capacity). Only
+    rows that fill all their slots can have dropped any: the batch is masked again without the cap
+    (the same draws) only then."""
+    if not bool((positions[:, -1] >= 0).any()):
+        return
+    dropped = int((uncapped() != ignore_index).sum()) - int((labels != ignore_index).sum())
+    if dropped <= 0:
+        return
+    _dropped["positions"] += dropped
+    if not _dropped["warned"]:
+        _dropped["warned"] = True
+        warnings.warn(f"mask_tokens: max_predictions={capacity} dropped {dropped} labelled positions in this batch "
+                      f"(they stay corrupted, without labels); raise max_predictions. Warned once; "
+                      "fastmask.functional.dropped_predictions() counts them all", stacklevel=3)
 
 
 def _cpp_mask_tokens(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,

@@ -14,7 +14,7 @@ from ._rng import TWO_32, count, probability_threshold
 from ._seed import resolve_seed
 from ._validate import check_id_rows, check_int, check_tensor
 
-__all__ = ["UL2_DENOISERS", "UL2Denoised", "t5_lengths", "t5_output_lengths", "t5_span_corruption", "ul2_denoise"]
+__all__ = ["UL2_DENOISERS", "UL2Denoised", "t5_chunks", "t5_lengths", "t5_output_lengths", "t5_span_corruption", "ul2_denoise"]
 
 _INT_IDS = (torch.int64, torch.int32)
 _MAX_LENGTH = 1 << 31
@@ -325,3 +325,36 @@ def ul2_denoise(
     if weights is not None:
         weights = tuple(weights.tolist() if isinstance(weights, torch.Tensor) else weights)
     return UL2Denoised(*_run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, backend))
+
+
+def t5_chunks(texts, length: int, *, eos_token_id: Optional[int] = None) -> torch.Tensor:
+    """Tokenized texts concatenated and cut into rows of `length` tokens, as T5 pre-trains on C4 (HF's
+    run_t5_mlm_flax.py groups texts this way): int64 [N, length], the tail shorter than a row dropped.
+    `texts` is a sequence of token-id sequences (lists, numpy arrays or 1-D tensors), e.g. a batch of
+    a tokenized dataset's input_ids; eos_token_id, when given, is appended to each text that does
+    not already end with it. Take length from t5_lengths: rows of t5_lengths(512)[0] = 568 tokens
+    corrupt into inputs of 512.
+
+        dataset.map(lambda b: {"input_ids": t5_chunks(b["input_ids"], 568).tolist()}, batched=True,
+                    remove_columns=dataset.column_names)
+    """
+    length = check_int("length", length, 1, _MAX_LENGTH)
+    if isinstance(texts, (str, bytes, torch.Tensor)) or not hasattr(texts, "__iter__"):
+        raise ValueError(f"texts: expected a sequence of token-id sequences, got {type(texts).__name__}")
+    if eos_token_id is not None:
+        eos_token_id = check_int("eos_token_id", eos_token_id, 0, 1 << 63)
+    pieces = []
+    for i, text in enumerate(texts):
+        try:
+            ids = torch.as_tensor(text)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"texts: text {i} is not a sequence of token ids ({error})") from None
+        if ids.numel() and (ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool):
+            raise ValueError(f"texts: text {i}: expected a 1-D sequence of integer ids, got {ids.dtype} {tuple(ids.shape)}")
+        ids = ids.reshape(-1).to(torch.int64)
+        if eos_token_id is not None and (ids.numel() == 0 or int(ids[-1]) != eos_token_id):
+            ids = torch.cat([ids, ids.new_full((1,), eos_token_id)])
+        pieces.append(ids)
+    stream = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.int64)
+    rows = stream.numel() // length
+    return stream[: rows * length].reshape(rows, length)

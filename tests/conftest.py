@@ -31,6 +31,12 @@ def backend(request):
 
 
 def pytest_collection_modifyitems(config, items):
+    # Slow tests (minutes: e.g. building and installing a wheel) run on request only: -m slow or FASTMASK_SLOW=1.
+    if "slow" not in (config.getoption("markexpr") or "") and not os.environ.get("FASTMASK_SLOW"):
+        skip_slow = pytest.mark.skip(reason="slow: run with -m slow or FASTMASK_SLOW=1")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

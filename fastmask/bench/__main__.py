@@ -21,7 +21,7 @@ from rich.table import Column, Table
 from . import results
 from .cases import FAMILIES, Case
 from .memory import peak_bytes
-from .timing import Timing, copy_bandwidth, time_cpu, time_gpu
+from .timing import Timing, copy_bandwidth, time_cpu, time_gpu, time_interleaved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the C++ "
                         "kernels are compared with torch on one thread)")
     parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results files "
-                        "instead of running; exit status 1 when a case regressed beyond its p20-p80 spread")
+                        "instead of running; exit status 1 when a case regressed beyond its p20-p80 spread, 2 when no case "
+                        "matches or a file is missing")
     args = parser.parse_args(argv)
     # A table wrapped to 80 columns in a log file is unreadable; a terminal keeps its own width.
     console = Console(width=None if sys.stdout.isatty() else 132)
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                     name = case.name if args.device == "cuda" else f"{case.name}/{args.threads}t"
                     progress.update(task, description=f"{family}: {name} {case.shape}")
                     case = _runnable(case)  # a peer that raises is reported, not fatal
-                    timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
+                    if case.interleave and args.device == "cpu":
+                        timings = time_interleaved(case.providers, repeats=case.repeats)
+                    else:
+                        timings = {p: _time(fn, args.device, case.repeats) for p, fn in case.providers.items()}
                     memory = {p: peak_bytes(fn, args.device) for p, fn in case.providers.items()} if case.memory else {}
                     rows += _rows(case, name, timings, memory, env, bandwidth)
                     families[name] = family
@@ -100,7 +104,11 @@ def _plots(console: Console, rows, families, folder: Path) -> None:
 def _compare(console: Console, old: str, new: str) -> int:
     from .compare import compare
 
-    changes = compare(old, new)
+    try:
+        changes = compare(old, new)
+    except ValueError as error:
+        console.print(f"fastmask-bench --compare: {error}", markup=False)
+        return 2
     table = Table(Column("case", no_wrap=True), "shape", "provider", "device", "old median", "new median",
                   "new / old", "verdict", title=f"{old} -> {new}")
     for change in changes:
@@ -111,6 +119,8 @@ def _compare(console: Console, old: str, new: str) -> int:
     console.print(table)
     regressions = sum(c.verdict == "regression" for c in changes)
     console.print(f"{len(changes)} cases compared, {regressions} regressed beyond their p20-p80 spread", markup=False)
+    if not changes:
+        return 2  # nothing compared is not a pass (compare() warned why)
     return 1 if regressions else 0
 
 

@@ -30,6 +30,23 @@ def time_cpu(fn: Callable[[], object], *, repeats: int = 25, warmup: int = 3, mi
     return Timing(float(median), float(p20), float(p80), repeats)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int = 5, warmup: int = 1) -> dict[str, Timing]:
+    """Time seconds-long callables in rounds, one call of each per round: on a shared machine a change
+    of load then falls on every callable alike, and their ratios stay meaningful."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(_run(fn, 1))
+    timings = {}
+    for name, values in samples.items():
+        median, p20, p80 = np.percentile(values, [50, 20, 80])
+        timings[name] = Timing(float(median), float(p20), float(p80), repeats)
+    return timings
+
+
 def _run(fn: Callable[[], object], number: int) -> float:
     start = time.perf_counter()
     for _ in range(number):

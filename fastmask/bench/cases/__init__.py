@@ -22,10 +22,13 @@ class Case:
     memory_floor: int = 0
     bytes: int = 0  # bytes a call must move at least (read + written): GB/s against the copy roofline on a GPU
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # peer -> why it did not run here
+    # Seconds-long calls on a shared machine: time one call of every provider per round (on a CPU), so a
+    # change of load hits them all alike instead of whichever provider ran at that time.
+    interleave: bool = False
 
 
 # Imported after Case, which the family modules use.
-from . import attention, collators, distillation, graph, image, loss, masking, permutation, pruning, rng, sparse_loss, spans, t5, words  # noqa: E402
+from . import attention, collators, distillation, graph, image, loss, masking, permutation, pruning, rng, sparse_loss, spans, t5, train_step, words  # noqa: E402
 
 FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {
     "attention": attention.cases,
@@ -41,5 +44,6 @@ FAMILIES: dict[str, Callable[[str, bool], list[Case]]] = {
     "sparse_loss": sparse_loss.cases,
     "spans": spans.cases,
     "t5": t5.cases,
+    "train_step": train_step.cases,
     "whole_word": words.cases,
 }
