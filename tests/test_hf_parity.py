@@ -327,7 +327,6 @@ print(digest.hexdigest())
 """
 
 
-@pytest.mark.slow
 def test_seed_contract_in_a_fresh_process(vocab_file, capsys):
     """MLMCollator(tok, seed=42) without IndexedDataset: the same batches in a fresh process as here,
     whatever torch's global generator holds (keys from the collator's own call counter)."""
