@@ -7,10 +7,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace fastmask {
+#include "constants.h"
 
-// Dtype codes: the Python side (fastmask/cpp/__init__.py, DTYPE_CODES) passes one with every raw pointer.
-enum DType : int { kInt32 = 0, kInt64 = 1, kFloat32 = 2, kFloat16 = 3, kBFloat16 = 4, kFloat64 = 5, kBool = 6, kUInt8 = 7 };
+namespace fastmask {
 
 // Raised as ValueError by pybind11 (std::invalid_argument maps to ValueError).
 template <typename... Args>

@@ -17,9 +17,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeBlockMask = 6;    // fastmask._rng.Purpose.BLOCK_MASK
-constexpr uint32_t kPurposeShuffle = 7;      // fastmask._rng.Purpose.PATCH_SHUFFLE
-constexpr uint32_t kPurposeBlockTopUp = 8;   // fastmask._rng.Purpose.BLOCK_TOP_UP
 constexpr int kPackShift = 31;
 
 inline uint64_t row_key(const void* keys, int dtype, int64_t stride, int64_t b) {
@@ -112,7 +109,7 @@ void patch_shuffle(const PatchShuffleArgs& a) {
     s.keys.resize(static_cast<size_t>(length));
     s.sorted.resize(static_cast<size_t>(length));
     s.hist.assign(static_cast<size_t>(1) << bits, 0);
-    packed_keys(seed, key, kPurposeShuffle, length, s.keys.data());
+    packed_keys(seed, key, kPurposePatchShuffle, length, s.keys.data());
     const int shift = kPackShift + 32 - bits;
     for (int64_t p = 0; p < length; ++p) ++s.hist[s.keys[p] >> shift];
     int32_t running = 0;

@@ -31,10 +31,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeMlmTokens = 1;  // fastmask._rng.Purpose.MLM_TOKENS
-constexpr uint32_t kPurposeWholeWord = 2;  // fastmask._rng.Purpose.WHOLE_WORD
-// Word codes (fastmask/words.py).
-constexpr uint8_t kWordStarts = 1, kNoWord = 2;
 constexpr int kPackShift = 31;
 constexpr int64_t kTwo32 = int64_t{1} << 32;
 

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "constants.h"
+
 namespace fastmask {
 
 // An integer tensor seen through a raw pointer: dtype code (common.h), strides in elements.
@@ -12,8 +14,6 @@ struct IntView {
   int dtype = -1;
   int64_t stride0 = 0, stride1 = 0;
 };
-
-enum WordSource : int { kNoWordSource = 0, kWordCodes = 1, kWordIds = 2, kWordOffsets = 3, kWordTable = 4 };
 
 struct MaskTokensArgs {
   // inputs

@@ -1,5 +1,5 @@
 // pybind11 bindings of fastmask._C. Every function takes raw pointers (tensor.data_ptr()) as
-// integers, plus sizes, strides and dtype codes checked on the Python side (fastmask/_cpp.py),
+// integers, plus sizes, strides and dtype codes checked on the Python side (fastmask/cpp/),
 // and releases the GIL while it works.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -41,9 +41,47 @@ std::string guarded(F&& kernel) {
   }
 }
 
+// fastmask._C's constants (constants.h), checked against the Python side at import.
+static void export_constants(py::module_& m) {
+  using namespace fastmask;
+  m.attr("STREAM_VERSION") = kStreamVersion;
+  py::dict purposes;
+  purposes["RAW"] = static_cast<uint32_t>(kPurposeRaw);
+  purposes["MLM_TOKENS"] = static_cast<uint32_t>(kPurposeMlmTokens);
+  purposes["WHOLE_WORD"] = static_cast<uint32_t>(kPurposeWholeWord);
+  purposes["SPANS"] = static_cast<uint32_t>(kPurposeSpans);
+  purposes["T5_SPANS"] = static_cast<uint32_t>(kPurposeT5Spans);
+  purposes["UL2_DENOISER"] = static_cast<uint32_t>(kPurposeUl2Denoiser);
+  purposes["BLOCK_MASK"] = static_cast<uint32_t>(kPurposeBlockMask);
+  purposes["PATCH_SHUFFLE"] = static_cast<uint32_t>(kPurposePatchShuffle);
+  purposes["BLOCK_TOP_UP"] = static_cast<uint32_t>(kPurposeBlockTopUp);
+  m.attr("PURPOSES") = purposes;
+  py::dict dtypes;
+  dtypes["int32"] = static_cast<int>(kInt32);
+  dtypes["int64"] = static_cast<int>(kInt64);
+  dtypes["float32"] = static_cast<int>(kFloat32);
+  dtypes["float16"] = static_cast<int>(kFloat16);
+  dtypes["bfloat16"] = static_cast<int>(kBFloat16);
+  dtypes["float64"] = static_cast<int>(kFloat64);
+  dtypes["bool"] = static_cast<int>(kBool);
+  dtypes["uint8"] = static_cast<int>(kUInt8);
+  m.attr("DTYPE_CODES") = dtypes;
+  py::dict codes;
+  codes["CONTINUES"] = static_cast<int>(kWordContinues);
+  codes["STARTS"] = static_cast<int>(kWordStarts);
+  codes["NO_WORD"] = static_cast<int>(kNoWord);
+  m.attr("WORD_CODES") = codes;
+  py::dict sources;
+  sources["CODES"] = static_cast<int>(kWordCodes);
+  sources["WORD_IDS"] = static_cast<int>(kWordIds);
+  sources["OFFSETS"] = static_cast<int>(kWordOffsets);
+  sources["TABLE"] = static_cast<int>(kWordTable);
+  m.attr("WORD_SOURCES") = sources;
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastmask C++ CPU kernels";
-  m.attr("STREAM_VERSION") = 1;
+  export_constants(m);
 
   // Collator padding (fastmask/collators.py): reads Python lists, so it keeps the GIL.
   m.def(
@@ -194,7 +232,7 @@ PYBIND11_MODULE(_C, m) {
           a.special_mask = {ptr<const void>(special_mask), special_mask_dtype, special_mask_stride0, special_mask_stride1};
           a.attention_mask = {ptr<const void>(attention_mask), attention_mask_dtype, attention_mask_stride0,
                               attention_mask_stride1};
-          a.codes = {ptr<const void>(codes), 7, codes_stride0, codes_stride1};
+          a.codes = {ptr<const void>(codes), fastmask::kUInt8, codes_stride0, codes_stride1};
           a.replace_table = {ptr<const void>(replace_table), replace_table_dtype, replace_table_stride, 0};
           a.replace_count = replace_count;
           a.mask_token_id = mask_token_id;
@@ -213,7 +251,6 @@ PYBIND11_MODULE(_C, m) {
       py::call_guard<py::gil_scoped_release>());
 
   // Test hooks: the block Philox with a chosen implementation, words[j][i] flattened.
-  m.def("philox_block_avx2", &fastmask::philox_block_avx2);
   m.def(
       "philox_block",
       [](bool fastest, uint64_t seed, uint64_t key, uint32_t purpose, uint32_t first) {

@@ -11,7 +11,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeSpans = 3;  // fastmask.Purpose.SPANS
 constexpr uint8_t kNone = 0, kMask = 1, kRandom = 2, kKeep = 3;
 
 struct Scratch {
@@ -55,8 +54,8 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
     const int64_t id = static_cast<int64_t>(ids[i * ids_stride]);
     if (vocab_size > 0 && (id < 0 || id >= vocab_size))
       fail("input_ids: id ", id, " at position (", b, ", ", i, ") is outside the vocabulary [0, ", vocab_size, ")");
-    const uint8_t code = codes ? codes[i * codes_stride] : 1;
-    bool eligible = code != 2;
+    const uint8_t code = codes ? codes[i * codes_stride] : kWordStarts;
+    bool eligible = code != kNoWord;
     if (num_special <= 8) {
       for (int64_t k = 0; k < num_special; ++k) eligible &= specials[k] != id;
     } else if (eligible) {
@@ -67,7 +66,7 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
     if (eligible && has_attention)
       eligible = load_int(a.attention_mask.data, a.attention_mask.dtype, b * a.attention_mask.stride0 + i * a.attention_mask.stride1, 1) != 0;
     if (eligible) {
-      if (code == 1 || !previous) {
+      if (code == kWordStarts || !previous) {
         word_first[words_so_far] = static_cast<int32_t>(i);
         word_size[words_so_far++] = 0;
       }

@@ -27,8 +27,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeT5Spans = 4;      // fastmask._rng.Purpose.T5_SPANS
-constexpr uint32_t kPurposeUl2Denoiser = 5;  // fastmask._rng.Purpose.UL2_DENOISER
 constexpr int kPackShift = 31;
 constexpr int kTableColumns = 5;
 

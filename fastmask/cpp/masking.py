@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import DTYPE_CODES, cpp, num_threads
+from . import _C, DTYPE_CODES, cpp, num_threads
 
 
 def _matrix(tensor):
@@ -28,8 +28,9 @@ def _vector(tensor):
     return tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.stride(0)
 
 
-# Word sources of the kernel (csrc/masking.h, WordSource).
-_CODES, _WORD_IDS, _OFFSETS, _TABLE = 1, 2, 3, 4
+# Word sources of the kernel (csrc/constants.h, WordSource).
+_SOURCES = _C.WORD_SOURCES if _C is not None else {}
+_CODES, _WORD_IDS, _OFFSETS, _TABLE = (_SOURCES.get(name) for name in ("CODES", "WORD_IDS", "OFFSETS", "TABLE"))
 
 
 def _words(words):
