@@ -6,12 +6,11 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
-from .cpp import masking as _cpp_masking
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
 from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
-from .reference.cross_entropy import accumulation_dtype, kept_rows
+from ._accumulation import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
 
@@ -41,7 +40,7 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
     seed = resolve_seed(seed, keys.device)
-    return _library.call(torch.ops.fastmask.random_words, _library.random_words_impl, seed, keys, length, purpose, backend)
+    return _library.random_words(seed, keys, length, purpose, backend)
 
 
 class MaskedTokens(NamedTuple):
@@ -133,25 +132,14 @@ def mask_tokens(
 
     seed = resolve_seed(seed, device)
     special_tensor = _constant(specials, device)
-    # Eager C++ skips mask_tokens_impl's second backend resolution (a few microseconds of a small call).
-    impl = _cpp_mask_tokens if chosen == "cpp" else _library.mask_tokens_impl
-    out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_tokens, impl,
+    # The resolved backend: the op need not resolve "auto" again (a few microseconds of a small call).
+    out_ids, labels, positions = _library.mask_tokens(
         ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, words, replace_table, replace_count,
-        mask_token_id, views, exact, max_predictions or 0, ignore_index, vocab_size or 0, backend,
+        mask_token_id, views, exact, max_predictions or 0, ignore_index, vocab_size or 0, chosen,
     )
     if one_row and views == 1:
         out_ids, labels, positions = out_ids[0], labels[0], positions[0]
     return MaskedTokens(out_ids, labels, positions if max_predictions else None)
-
-
-def _cpp_mask_tokens(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,
-                     replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend):
-    """_library.mask_tokens_impl for a backend already resolved to C++: the same call."""
-    return _cpp_masking.mask_tokens(
-        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-        mask_token_id, views, exact, max_predictions, ignore_index, vocab_size=vocab_size, words=words,
-    )
 
 
 _OFFSET_DTYPES = (torch.int64, torch.int32)

@@ -149,10 +149,9 @@ def mask_spans(
         check_ids_in_range("input_ids", ids, vocab_size)  # the C++ kernel checks inside
 
     seed = resolve_seed(seed, device)
-    out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_spans, _library.mask_spans_impl,
+    out_ids, labels, positions = _library.mask_spans(
         ids, seed, keys, thresholds, table, _constant(specials, device), special_mask, attention, words, replace_table,
-        replace_count, mask_token_id, max_predictions or 0, ignore_index, vocab_size or 0, backend,
+        replace_count, mask_token_id, max_predictions or 0, ignore_index, vocab_size or 0, chosen,
     )
     if one_row:
         out_ids, labels, positions = out_ids[0], labels[0], positions[0]
