@@ -13,7 +13,10 @@
 // and write labels.
 #include "masking.h"
 
+#include "binding.h"
+
 #include <algorithm>
+#include <tuple>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -112,16 +115,16 @@ void and_mask(uint8_t* flags, const M* data, int64_t stride, int64_t length, boo
 }
 
 // flags[i] &= (mask[row, i] == 0) if want_zero else (mask[row, i] != 0).
-void and_mask_row(uint8_t* flags, const IntView& mask, int64_t row, int64_t length, bool want_zero) {
-  const int64_t offset = row * mask.stride0;
+void and_mask_row(uint8_t* flags, const TensorView& mask, int64_t row, int64_t length, bool want_zero) {
+  const int64_t offset = row * mask.stride[0];
   switch (mask.dtype) {
     case kBool:
     case kUInt8:
-      return and_mask(flags, static_cast<const uint8_t*>(mask.data) + offset, mask.stride1, length, want_zero);
+      return and_mask(flags, static_cast<const uint8_t*>(mask.data) + offset, mask.stride[1], length, want_zero);
     case kInt32:
-      return and_mask(flags, static_cast<const int32_t*>(mask.data) + offset, mask.stride1, length, want_zero);
+      return and_mask(flags, static_cast<const int32_t*>(mask.data) + offset, mask.stride[1], length, want_zero);
     case kInt64:
-      return and_mask(flags, static_cast<const int64_t*>(mask.data) + offset, mask.stride1, length, want_zero);
+      return and_mask(flags, static_cast<const int64_t*>(mask.data) + offset, mask.stride[1], length, want_zero);
     default:
       fail("fastmask: unsupported mask dtype code ", mask.dtype);
   }
@@ -147,7 +150,7 @@ template <typename T>
 inline int64_t random_id(const MaskTokensArgs& a, const Specials& specials, uint32_t word) {
   int64_t index = static_cast<int64_t>(static_cast<uint64_t>(word) * static_cast<uint64_t>(a.replace_count)) >> 32;
   if (a.replace_table.data != nullptr)
-    return load_int(a.replace_table.data, a.replace_table.dtype, index, a.replace_table.stride0);
+    return load_int(a.replace_table.data, a.replace_table.dtype, index, a.replace_table.stride[0]);
   for (int64_t k = 0; k < specials.size(); ++k) index += index >= specials[k];
   return index;
 }
@@ -280,7 +283,7 @@ __attribute__((always_inline)) inline void write_row_body(const MaskTokensArgs& 
                                                           uint64_t key, const T* row, const uint32_t* stored,
                                                           const Decider& decider, Scratch& scratch) {
   const int64_t length = a.length, views = a.views, capacity = a.max_predictions;
-  const int64_t stride = a.ids.stride1;
+  const int64_t stride = a.ids.stride[1];
   T* out = static_cast<T*>(a.out_ids) + b * views * length;
   T* labels = static_cast<T*>(a.labels) + b * views * length;
   int64_t* positions = a.positions + b * views * capacity;
@@ -624,13 +627,13 @@ __attribute__((always_inline)) inline uint64_t nonzero_bits(const M* p, int64_t 
 
 // "value != 0" bits of 64 (or `lanes`) elements of row `row` of a [batch, length] mask from `start`.
 template <bool kVector>
-__attribute__((always_inline)) inline uint64_t mask_nonzero_bits(const IntView& m, int64_t row, int64_t start, int64_t lanes) {
-  const int64_t offset = row * m.stride0 + start * m.stride1;
+__attribute__((always_inline)) inline uint64_t mask_nonzero_bits(const TensorView& m, int64_t row, int64_t start, int64_t lanes) {
+  const int64_t offset = row * m.stride[0] + start * m.stride[1];
   switch (m.dtype) {
     case kBool:
-    case kUInt8: return nonzero_bits<kVector>(static_cast<const uint8_t*>(m.data) + offset, m.stride1, lanes);
-    case kInt32: return nonzero_bits<kVector>(static_cast<const int32_t*>(m.data) + offset, m.stride1, lanes);
-    case kInt64: return nonzero_bits<kVector>(static_cast<const int64_t*>(m.data) + offset, m.stride1, lanes);
+    case kUInt8: return nonzero_bits<kVector>(static_cast<const uint8_t*>(m.data) + offset, m.stride[1], lanes);
+    case kInt32: return nonzero_bits<kVector>(static_cast<const int32_t*>(m.data) + offset, m.stride[1], lanes);
+    case kInt64: return nonzero_bits<kVector>(static_cast<const int64_t*>(m.data) + offset, m.stride[1], lanes);
     default:
       fail("fastmask: unsupported mask dtype code ", m.dtype);
   }
@@ -685,22 +688,22 @@ __attribute__((always_inline)) inline uint64_t table_bits(const E* table, int64_
 template <bool kVector>
 __attribute__((always_inline)) inline void source_bits(const MaskTokensArgs& a, int64_t b, int64_t start, int64_t lanes, const int64_t* ids,
                         uint64_t& starts, uint64_t& no_word) {
-  const IntView& s = a.words;
+  const TensorView& s = a.words;
   starts = 0;
   no_word = 0;
   switch (a.word_source) {
     case kWordCodes: {
-      const uint8_t* p = static_cast<const uint8_t*>(s.data) + b * s.stride0;
+      const uint8_t* p = static_cast<const uint8_t*>(s.data) + b * s.stride[0];
 #ifdef FASTMASK_MASKING_X86
       if constexpr (kVector)
-        if (lanes == kScan && s.stride1 == 1) {
+        if (lanes == kScan && s.stride[1] == 1) {
           starts = equal_bytes64(p + start, kWordStarts);
           no_word = equal_bytes64(p + start, kNoWord);
           return;
         }
 #endif
       for (int64_t l = 0; l < lanes; ++l) {
-        const uint8_t code = p[(start + l) * s.stride1];
+        const uint8_t code = p[(start + l) * s.stride[1]];
         starts |= static_cast<uint64_t>(code == kWordStarts) << l;
         no_word |= static_cast<uint64_t>(code == kNoWord) << l;
       }
@@ -708,17 +711,17 @@ __attribute__((always_inline)) inline void source_bits(const MaskTokensArgs& a, 
     }
     case kWordIds:
       if (s.dtype == kInt64)
-        return word_id_source_bits<kVector>(static_cast<const int64_t*>(s.data) + b * s.stride0, s.stride1, start, lanes,
+        return word_id_source_bits<kVector>(static_cast<const int64_t*>(s.data) + b * s.stride[0], s.stride[1], start, lanes,
                                             starts, no_word);
-      return word_id_source_bits<kVector>(static_cast<const int32_t*>(s.data) + b * s.stride0, s.stride1, start, lanes,
+      return word_id_source_bits<kVector>(static_cast<const int32_t*>(s.data) + b * s.stride[0], s.stride[1], start, lanes,
                                           starts, no_word);
     case kWordOffsets:
       if (s.dtype == kInt64)
-        starts = offset_source_bits<kVector>(static_cast<const int64_t*>(s.data) + b * s.stride0, s.stride1,
-                                             a.word_pair_stride, start, lanes);
+        starts = offset_source_bits<kVector>(static_cast<const int64_t*>(s.data) + b * s.stride[0], s.stride[1],
+                                             a.words.stride[2], start, lanes);
       else
-        starts = offset_source_bits<kVector>(static_cast<const int32_t*>(s.data) + b * s.stride0, s.stride1,
-                                             a.word_pair_stride, start, lanes);
+        starts = offset_source_bits<kVector>(static_cast<const int32_t*>(s.data) + b * s.stride[0], s.stride[1],
+                                             a.words.stride[2], start, lanes);
       return;
     case kWordTable:
       switch (s.dtype) {
@@ -726,15 +729,15 @@ __attribute__((always_inline)) inline void source_bits(const MaskTokensArgs& a, 
         case kUInt8:
 #ifdef FASTMASK_MASKING_X86
           if constexpr (kVector)
-            if (lanes == kScan && s.stride0 == 1 && a.vocab_size >= 4) {
+            if (lanes == kScan && s.stride[0] == 1 && a.vocab_size >= 4) {
               starts = byte_table_bits64(static_cast<const uint8_t*>(s.data), a.vocab_size, ids);
               return;
             }
 #endif
-          starts = table_bits(static_cast<const uint8_t*>(s.data), s.stride0, a.vocab_size, ids, lanes);
+          starts = table_bits(static_cast<const uint8_t*>(s.data), s.stride[0], a.vocab_size, ids, lanes);
           return;
-        case kInt32: starts = table_bits(static_cast<const int32_t*>(s.data), s.stride0, a.vocab_size, ids, lanes); return;
-        case kInt64: starts = table_bits(static_cast<const int64_t*>(s.data), s.stride0, a.vocab_size, ids, lanes); return;
+        case kInt32: starts = table_bits(static_cast<const int32_t*>(s.data), s.stride[0], a.vocab_size, ids, lanes); return;
+        case kInt64: starts = table_bits(static_cast<const int64_t*>(s.data), s.stride[0], a.vocab_size, ids, lanes); return;
         default: fail("word_table: unsupported dtype code ", s.dtype);
       }
     default:
@@ -797,7 +800,7 @@ __attribute__((always_inline)) inline void words_row_body(const MaskTokensArgs& 
                                                           const T* row, int64_t n_valid, int64_t select_t,
                                                           int64_t predict_t, Scratch& scratch, WordScratch& ws) {
   const int64_t length = a.length, views = a.views, capacity = a.max_predictions;
-  const int64_t stride = a.ids.stride1;
+  const int64_t stride = a.ids.stride[1];
   const int64_t steps = (length + kScan - 1) / kScan;
   T* out = static_cast<T*>(a.out_ids) + b * views * length;
   T* labels = static_cast<T*>(a.labels) + b * views * length;
@@ -1060,12 +1063,12 @@ void mask_tokens_typed(const MaskTokensArgs& a) {
     thread_local Scratch scratch;
     // No keys: the row index is the key (fastmask.functional's default, without allocating it).
     const uint64_t key =
-        static_cast<uint64_t>(a.keys.data == nullptr ? b : load_int(a.keys.data, a.keys.dtype, b, a.keys.stride0));
-    const T* row = static_cast<const T*>(a.ids.data) + b * a.ids.stride0;
+        static_cast<uint64_t>(a.keys.data == nullptr ? b : load_int(a.keys.data, a.keys.dtype, b, a.keys.stride[0]));
+    const T* row = static_cast<const T*>(a.ids.data) + b * a.ids.stride[0];
 
     int64_t n_valid = length;
     if (a.lengths.data != nullptr)
-      n_valid = std::min(std::max(load_int(a.lengths.data, a.lengths.dtype, b, a.lengths.stride0), int64_t{0}), length);
+      n_valid = std::min(std::max(load_int(a.lengths.data, a.lengths.dtype, b, a.lengths.stride[0]), int64_t{0}), length);
 
     if (a.word_source != kNoWordSource) {  // whole words
       thread_local WordScratch words;
@@ -1099,7 +1102,7 @@ void mask_tokens_typed(const MaskTokensArgs& a) {
         draw_block(c.seed, key, static_cast<uint32_t>(start), w);
         const int64_t end = std::min<int64_t>(start + kBlock, n_valid);
         for (int64_t i = start; i < end; ++i) {
-          const int64_t id = static_cast<int64_t>(row[i * a.ids.stride1]);
+          const int64_t id = static_cast<int64_t>(row[i * a.ids.stride[1]]);
           const bool eligible = !c.specials.contains(id) && (flags == nullptr || flags[i]);
           const uint32_t w0 = w[0][i - start];
           keys[n] = (static_cast<uint64_t>(w0) << kPackShift) | static_cast<uint64_t>(i);
@@ -1132,6 +1135,56 @@ void mask_tokens(const MaskTokensArgs& args) {
     case kInt64: return mask_tokens_typed<int64_t>(args);
     default: fail("input_ids: unsupported dtype code ", args.ids.dtype);
   }
+}
+
+// --- binding (fastmask/cpp/masking.py) --------------------------------------------------------
+
+namespace {
+
+void mask_tokens_entry(TensorView ids, TensorView seed, OptionalView keys, TensorView thresholds, TensorView special_ids,
+                       OptionalView special_mask, OptionalView attention_mask, OptionalView lengths, int word_source,
+                       OptionalView words, OptionalView replace_table, int64_t replace_count, int64_t mask_token_id,
+                       int64_t views, bool exact, int64_t max_predictions, int64_t ignore_index, int64_t vocab_size,
+                       TensorView out_ids, TensorView labels, TensorView positions, int threads) {
+  MaskTokensArgs a;
+  std::tie(a.batch, a.length) = matrix_shape(ids, "input_ids");
+  a.ids = ids;
+  a.seed = int64_data(seed, "seed");
+  a.keys = keys;
+  a.thresholds = int64_data(thresholds, "thresholds");
+  a.special_ids = int64_data(special_ids, "special_ids");
+  a.num_special = special_ids.numel();
+  a.special_mask = special_mask;
+  a.attention_mask = attention_mask;
+  a.lengths = lengths;
+  a.word_source = word_source;
+  a.words = words;
+  a.replace_table = replace_table;
+  a.replace_count = replace_count;
+  a.mask_token_id = mask_token_id;
+  a.views = views;
+  a.exact = exact;
+  a.max_predictions = max_predictions;
+  a.ignore_index = ignore_index;
+  a.vocab_size = vocab_size;
+  const int64_t rows = a.batch * views;
+  a.out_ids = output<void>(out_ids, "out_ids", {rows, a.length});
+  a.labels = output<void>(labels, "labels", {rows, a.length});
+  a.positions = output<int64_t>(positions, "positions", {rows, max_predictions});
+  a.threads = threads;
+  mask_tokens(a);
+}
+
+}  // namespace
+
+void bind_masking(pybind11::module_& m) {
+  namespace py = pybind11;
+  def_kernel(m, "mask_tokens", &mask_tokens_entry, py::arg("ids"), py::arg("seed"), py::arg("keys"),
+             py::arg("thresholds"), py::arg("special_ids"), py::arg("special_mask"), py::arg("attention_mask"),
+             py::arg("lengths"), py::arg("word_source"), py::arg("words"), py::arg("replace_table"),
+             py::arg("replace_count"), py::arg("mask_token_id"), py::arg("views"), py::arg("exact"),
+             py::arg("max_predictions"), py::arg("ignore_index"), py::arg("vocab_size"), py::arg("out_ids"),
+             py::arg("labels"), py::arg("positions"), py::arg("threads"));
 }
 
 }  // namespace fastmask

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Optional
 
 import torch
 
@@ -106,5 +107,15 @@ def num_threads() -> int:
     return torch.get_num_threads()
 
 
-def dtype_code(tensor: torch.Tensor) -> int:
-    return DTYPE_CODES[tensor.dtype]
+def view(tensor: Optional[torch.Tensor]):
+    """A tensor as the kernels see it (csrc/common.h, TensorView): (address, dtype code, shape,
+    strides), or None for an absent optional tensor. The binding checks pointer, sizes and strides."""
+    if tensor is None:
+        return None
+    return tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.shape, tensor.stride()
+
+
+def int64(tensor: torch.Tensor) -> torch.Tensor:
+    """A small host tensor (seed, thresholds, tables) as contiguous int64: functional already makes
+    them so (checked: a conversion costs microseconds, a sizable part of a small call)."""
+    return tensor if tensor.dtype == torch.int64 and tensor.is_contiguous() else tensor.to(torch.int64).contiguous()
