@@ -14,10 +14,11 @@ from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, probability_threshold
 from ._seed import resolve_seed
 from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape
-from .functional import (
-    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, MaskedTokens, _check_word_table, _constant, _keys, _replacements, _rows,
-    _special_ids, _word_source,
+from ._args import (
+    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _keys, _replacements, _rows, _special_ids,
+    _word_source,
 )
+from .functional import MaskedTokens
 
 __all__ = ["mask_spans", "length_table", "draw_lengths"]
 
