@@ -295,3 +295,9 @@ def patch_shuffle(
     if chosen == "cpp":
         return implementation("image", chosen).patch_shuffle(seed, keys, batch, length, keep)
     return implementation("image", chosen).patch_shuffle(seed, keys, length, keep)
+
+
+# The eager implementations under their names before `op` (parallel branches call
+# `_library.call(torch.ops.fastmask.<op>, _library.<op>_impl, ...)`); remove once merged and converted.
+random_words_impl, mask_tokens_impl, span_corruption_impl = random_words, mask_tokens, span_corruption
+mask_spans_impl, block_mask_impl, patch_shuffle_impl = mask_spans, block_mask, patch_shuffle
