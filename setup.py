@@ -1,4 +1,4 @@
-"""Builds fastmask._C: C++17 kernels behind pybind11, OpenMP, no libtorch (see DESIGN.md)."""
+"""Builds fastmask._C: C++17 kernels behind pybind11, OpenMP, no libtorch (see docs/architecture.md)."""
 import glob
 import os
 

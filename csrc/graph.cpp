@@ -17,7 +17,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeEdges = 11, kPurposePaths = 12;  // fastmask._rng.Purpose
 constexpr uint32_t kStepShift = 16;                         // c1 = PATHS + 2^16 * t for walk step t
 constexpr int64_t kTask = int64_t{1} << 16;                 // decisions / edges per task
 

@@ -6,6 +6,8 @@
 //     of the words and an insertion sort that finishes each bucket; ranks give ids_restore.
 #include "image.h"
 
+#include "binding.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -17,18 +19,7 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeBlockMask = 6;    // fastmask._rng.Purpose.BLOCK_MASK
-constexpr uint32_t kPurposeShuffle = 7;      // fastmask._rng.Purpose.PATCH_SHUFFLE
-constexpr uint32_t kPurposeBlockTopUp = 8;   // fastmask._rng.Purpose.BLOCK_TOP_UP
 constexpr int kPackShift = 31;
-
-inline uint64_t row_key(const void* keys, int dtype, int64_t stride, int64_t b) {
-  return static_cast<uint64_t>(keys == nullptr ? b : load_int(keys, dtype, b, stride));
-}
-
-inline int64_t lemire(uint32_t word, int64_t n) {
-  return static_cast<int64_t>((static_cast<uint64_t>(word) * static_cast<uint64_t>(n)) >> 32);
-}
 
 // Packed keys (w0 << 31) | p of positions [0, n) for one purpose, into keys[0..n).
 void packed_keys(uint64_t seed, uint64_t key, uint32_t purpose, int64_t n, uint64_t* keys) {
@@ -59,7 +50,7 @@ void block_mask(const BlockMaskArgs& a) {
   parallel_for(a.batch, a.threads, [&](int64_t b) {
     static thread_local Scratch tls;
     Scratch& scratch = tls;
-    const uint64_t key = row_key(a.keys, a.keys_dtype, a.keys_stride, b);
+    const uint64_t key = row_key(a.keys, b);
     uint8_t* grid = a.out + b * cells;
     std::memset(grid, 0, static_cast<size_t>(cells));
     int64_t count = 0, fails = 0;
@@ -108,11 +99,11 @@ void patch_shuffle(const PatchShuffleArgs& a) {
   parallel_for(a.batch, a.threads, [&](int64_t b) {
     static thread_local Scratch tls;
     Scratch& s = tls;
-    const uint64_t key = row_key(a.keys, a.keys_dtype, a.keys_stride, b);
+    const uint64_t key = row_key(a.keys, b);
     s.keys.resize(static_cast<size_t>(length));
     s.sorted.resize(static_cast<size_t>(length));
     s.hist.assign(static_cast<size_t>(1) << bits, 0);
-    packed_keys(seed, key, kPurposeShuffle, length, s.keys.data());
+    packed_keys(seed, key, kPurposePatchShuffle, length, s.keys.data());
     const int shift = kPackShift + 32 - bits;
     for (int64_t p = 0; p < length; ++p) ++s.hist[s.keys[p] >> shift];
     int32_t running = 0;
@@ -145,4 +136,39 @@ void patch_shuffle(const PatchShuffleArgs& a) {
   });
 }
 
+// --- binding (fastmask/cpp/image.py) -----------------------------------------------------------
+
+namespace {
+
+void block_mask_entry(TensorView seed, OptionalView keys, TensorView cum, TensorView shapes, int64_t target,
+                      int64_t max_attempts, bool exact, TensorView out, int threads) {
+  if (out.ndim != 3) fail("out: expected [batch, height, width]");
+  if (cum.ndim != 2 || shapes.ndim != 2 || shapes.size[1] != 2 || cum.size[1] != shapes.size[0])
+    fail("block_mask: expected cum [most, shapes] and shapes [shapes, 2]");
+  const int64_t batch = out.size[0], height = out.size[1], width = out.size[2];
+  BlockMaskArgs a{int64_data(seed, "seed"), keys, int64_data(cum, "cum"), int64_data(shapes, "shapes"), cum.size[0],
+                  shapes.size[0], batch, height, width, target, max_attempts, exact,
+                  output<uint8_t>(out, "out", {batch, height, width}), threads};
+  block_mask(a);
+}
+
+void patch_shuffle_entry(TensorView seed, OptionalView keys, TensorView mask, TensorView ids_keep,
+                         TensorView ids_restore, int threads) {
+  if (mask.ndim != 2 || ids_keep.ndim != 2) fail("patch_shuffle: expected 2-D outputs");
+  const int64_t batch = mask.size[0], length = mask.size[1], keep = ids_keep.size[1];
+  PatchShuffleArgs a{int64_data(seed, "seed"), keys, batch, length, keep, output<uint8_t>(mask, "mask", {batch, length}),
+                     output<int64_t>(ids_keep, "ids_keep", {batch, keep}),
+                     output<int64_t>(ids_restore, "ids_restore", {batch, length}), threads};
+  patch_shuffle(a);
+}
+
+}  // namespace
+
+void bind_image(pybind11::module_& m) {
+  namespace py = pybind11;
+  def_kernel(m, "block_mask", &block_mask_entry, py::arg("seed"), py::arg("keys"), py::arg("cum"), py::arg("shapes"),
+             py::arg("target"), py::arg("max_attempts"), py::arg("exact"), py::arg("out"), py::arg("threads"));
+  def_kernel(m, "patch_shuffle", &patch_shuffle_entry, py::arg("seed"), py::arg("keys"), py::arg("mask"),
+             py::arg("ids_keep"), py::arg("ids_restore"), py::arg("threads"));
+}
 }  // namespace fastmask

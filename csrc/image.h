@@ -3,13 +3,13 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fastmask {
 
 struct BlockMaskArgs {
   const int64_t* seed;  // 0-d
-  const void* keys;     // [batch] int32/int64, or nullptr: the row index
-  int keys_dtype;
-  int64_t keys_stride;
+  TensorView keys;      // [batch] int32/int64; absent: the row index (common.h)
   const int64_t* cum;     // contiguous int64 [most, num_shapes]: cumulative thresholds for M = 1..most
   const int64_t* shapes;  // contiguous int64 [num_shapes, 2]: (h, w); (0, 0) a failed attempt
   int64_t most, num_shapes;
@@ -23,9 +23,7 @@ void block_mask(const BlockMaskArgs& args);
 
 struct PatchShuffleArgs {
   const int64_t* seed;
-  const void* keys;
-  int keys_dtype;
-  int64_t keys_stride;
+  TensorView keys;
   int64_t batch, length, keep;
   uint8_t* mask;         // contiguous bool [batch, length]
   int64_t* ids_keep;     // contiguous [batch, keep]

@@ -3,39 +3,30 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fastmask {
 
-// An integer tensor seen through a raw pointer: dtype code (common.h), strides in elements.
-// data == nullptr means "not given" (an optional argument).
-struct IntView {
-  const void* data = nullptr;
-  int dtype = -1;
-  int64_t stride0 = 0, stride1 = 0;
-};
-
-enum WordSource : int { kNoWordSource = 0, kWordCodes = 1, kWordIds = 2, kWordOffsets = 3, kWordTable = 4 };
-
 struct MaskTokensArgs {
-  // inputs
-  IntView ids;             // [batch, length], int32 or int64
-  const int64_t* seed;     // 0-d int64
-  IntView keys;            // [batch], int32 or int64; null data: the row index
-  const int64_t* thresholds;  // int64 [4], contiguous: (select, predict, mask, random)
+  // inputs (views: common.h; an optional one that is absent has data == nullptr)
+  TensorView ids;              // [batch, length], int32 or int64
+  const int64_t* seed;         // 0-d int64
+  TensorView keys;             // [batch], int32 or int64; absent: the row index
+  const int64_t* thresholds;   // int64 [4], contiguous: (select, predict, mask, random)
   const int64_t* special_ids;  // int64 [num_special], sorted, unique, contiguous
   int64_t num_special;
-  IntView special_mask;    // optional [batch, length]: bool / uint8 / int32 / int64
-  IntView attention_mask;  // optional [batch, length]
-  IntView lengths;         // optional [batch]
+  TensorView special_mask;    // optional [batch, length]: bool / uint8 / int32 / int64
+  TensorView attention_mask;  // optional [batch, length]
+  TensorView lengths;         // optional [batch]
   // Whole-word masking (purpose WHOLE_WORD) when word_source is not kNoWordSource; `words` is then:
   //   kWordCodes:   uint8 [batch, length] codes (fastmask/words.py): 0 continues the word, 1 starts one, 2 no word
   //   kWordIds:     int32/int64 [batch, length] word ids: a run of equal ids is a word, a negative id no word
-  //   kWordOffsets: int32/int64 [batch, length, 2] offsets (start at stride 0 * b + stride1 * i, end at
-  //                 word_pair_stride past it): a token whose start equals the previous token's end continues
-  //   kWordTable:   bool/uint8/int32/int64 [vocab_size] (stride0): table[id] == 0 continues the word
-  int word_source = 0;
-  IntView words;
-  int64_t word_pair_stride = 0;
-  IntView replace_table;   // optional [replace_count]
+  //   kWordOffsets: int32/int64 [batch, length, 2] offsets (start at stride[0] * b + stride[1] * i, end at
+  //                 stride[2] past it): a token whose start equals the previous token's end continues
+  //   kWordTable:   bool/uint8/int32/int64 [vocab_size] (stride[0]): table[id] == 0 continues the word
+  int word_source = kNoWordSource;
+  TensorView words;
+  TensorView replace_table;  // optional [replace_count]
   int64_t replace_count;
   int64_t mask_token_id;
   int64_t views;

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "binding.h"
 #include "common.h"
 
 namespace py = pybind11;
@@ -81,4 +82,16 @@ void pad_sequences(py::handle rows, std::uintptr_t out, int dtype, int64_t batch
   }
 }
 
+// Collator padding (fastmask/collators.py): reads Python lists, so it keeps the GIL.
+void bind_padding(pybind11::module_& m) {
+  namespace py = pybind11;
+  m.def(
+      "pad_sequences",
+      [](py::handle rows, std::uintptr_t out, int dtype, int64_t batch, int64_t length, int64_t width, int64_t row_stride,
+         int64_t pad_value, bool left, const std::string& name) -> std::string {
+        return guarded([&] { pad_sequences(rows, out, dtype, batch, length, width, row_stride, pad_value, left, name); });
+      },
+      py::arg("rows"), py::arg("out"), py::arg("dtype"), py::arg("batch"), py::arg("length"), py::arg("width"),
+      py::arg("row_stride"), py::arg("pad_value"), py::arg("left"), py::arg("name"));
+}
 }  // namespace fastmask

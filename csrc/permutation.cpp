@@ -18,7 +18,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposePermutation = 9;  // fastmask._rng.Purpose.PERMUTATION
 
 inline int64_t lemire(uint32_t word, int64_t n) {
   return static_cast<int64_t>((static_cast<uint64_t>(word) * static_cast<uint64_t>(n)) >> 32);

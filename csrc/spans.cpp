@@ -2,16 +2,19 @@
 // touches only the words a span grows over, one pass writes the outputs. Rows in parallel.
 #include "spans.h"
 
+#include "binding.h"
+
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "common.h"
+#include "mlm_common.h"
 #include "philox.h"
 
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeSpans = 3;  // fastmask.Purpose.SPANS
 constexpr uint8_t kNone = 0, kMask = 1, kRandom = 2, kKeep = 3;
 
 struct Scratch {
@@ -21,21 +24,13 @@ struct Scratch {
   std::vector<uint8_t> word_kind;    // kNone or the span's kind
 };
 
-inline int64_t random_id(const MaskSpansArgs& a, uint32_t word) {
-  int64_t index = static_cast<int64_t>(static_cast<uint64_t>(word) * static_cast<uint64_t>(a.replace_count) >> 32);
-  if (a.replace_table.data != nullptr) return load_int(a.replace_table.data, a.replace_table.dtype, index, a.replace_table.stride0);
-  for (int64_t k = 0; k < a.num_special; ++k) index += index >= a.special_ids[k];
-  return index;
-}
-
 template <typename T>
-void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
+void mask_row(const MaskSpansArgs& a, const mlm::Specials& specials, int64_t b, Scratch& s) {
   const int64_t L = a.length;
   const uint64_t seed = static_cast<uint64_t>(*a.seed);
-  const uint64_t key = a.keys.data ? static_cast<uint64_t>(load_int(a.keys.data, a.keys.dtype, b, a.keys.stride0))
-                                   : static_cast<uint64_t>(b);
-  const T* ids = static_cast<const T*>(a.ids.data) + b * a.ids.stride0;
-  const int64_t ids_stride = a.ids.stride1;
+  const uint64_t key = row_key(a.keys, b);
+  const T* ids = static_cast<const T*>(a.ids.data) + b * a.ids.stride[0];
+  const int64_t ids_stride = a.ids.stride[1];
   s.token_word.resize(L);
 
   // Pass 1: eligibility and words (plain locals: no reload through aliasing stores).
@@ -47,27 +42,21 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
   int64_t eligible_count = 0;
   int32_t words_so_far = 0;
   bool previous = false;
-  const uint8_t* codes = a.codes.data ? static_cast<const uint8_t*>(a.codes.data) + b * a.codes.stride0 : nullptr;
-  const int64_t codes_stride = a.codes.stride1, vocab_size = a.vocab_size, num_special = a.num_special;
-  const int64_t* specials = a.special_ids;
+  const uint8_t* codes = a.codes.data ? static_cast<const uint8_t*>(a.codes.data) + b * a.codes.stride[0] : nullptr;
+  const int64_t codes_stride = a.codes.stride[1], vocab_size = a.vocab_size;
   const bool has_special_mask = a.special_mask.data != nullptr, has_attention = a.attention_mask.data != nullptr;
   for (int64_t i = 0; i < L; ++i) {
     const int64_t id = static_cast<int64_t>(ids[i * ids_stride]);
     if (vocab_size > 0 && (id < 0 || id >= vocab_size))
       fail("input_ids: id ", id, " at position (", b, ", ", i, ") is outside the vocabulary [0, ", vocab_size, ")");
-    const uint8_t code = codes ? codes[i * codes_stride] : 1;
-    bool eligible = code != 2;
-    if (num_special <= 8) {
-      for (int64_t k = 0; k < num_special; ++k) eligible &= specials[k] != id;
-    } else if (eligible) {
-      eligible = !std::binary_search(specials, specials + num_special, id);
-    }
+    const uint8_t code = codes ? codes[i * codes_stride] : kWordStarts;
+    bool eligible = code != kNoWord && !specials.contains(id);
     if (eligible && has_special_mask)
-      eligible = load_int(a.special_mask.data, a.special_mask.dtype, b * a.special_mask.stride0 + i * a.special_mask.stride1, 1) == 0;
+      eligible = load_int(a.special_mask.data, a.special_mask.dtype, b * a.special_mask.stride[0] + i * a.special_mask.stride[1], 1) == 0;
     if (eligible && has_attention)
-      eligible = load_int(a.attention_mask.data, a.attention_mask.dtype, b * a.attention_mask.stride0 + i * a.attention_mask.stride1, 1) != 0;
+      eligible = load_int(a.attention_mask.data, a.attention_mask.dtype, b * a.attention_mask.stride[0] + i * a.attention_mask.stride[1], 1) != 0;
     if (eligible) {
-      if (code == 1 || !previous) {
+      if (code == kWordStarts || !previous) {
         word_first[words_so_far] = static_cast<int32_t>(i);
         word_size[words_so_far++] = 0;
       }
@@ -83,12 +72,12 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
   // The attempts (docs/spans.md).
   const int64_t num_words = words_so_far;
   s.word_kind.assign(num_words, kNone);
-  const int64_t budget = (eligible_count * a.select_threshold + (int64_t{1} << 31)) >> 32;
+  const int64_t budget = count(a.select_threshold, eligible_count);
   const int64_t cap = std::min<int64_t>(4 * budget + 16, (int64_t{1} << 31) - 1);
   int64_t masked = 0;
   for (int64_t attempt = 0; masked < budget && attempt < cap; ++attempt) {
     const Words4 w = stream_words(seed, key, static_cast<uint32_t>(attempt), kPurposeSpans);
-    const int64_t start = static_cast<int64_t>((static_cast<uint64_t>(w.w[0]) * static_cast<uint64_t>(num_words)) >> 32);
+    const int64_t start = lemire(w.w[0], num_words);
     if (s.word_kind[start] != kNone) continue;
     int64_t span = 1;
     for (int64_t j = 0; j < a.table_size; ++j) span += static_cast<int64_t>(w.w[1]) >= a.table[j];
@@ -136,7 +125,8 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
     if (kind == kMask) {
       out[i] = mask_id;
     } else if (kind == kRandom && can_replace) {
-      out[i] = static_cast<T>(random_id(a, stream_words(seed, key, static_cast<uint32_t>(i), kPurposeSpans).w[3]));
+      out[i] = static_cast<T>(mlm::random_id(a.replace_table, a.replace_count, specials,
+                                             stream_words(seed, key, static_cast<uint32_t>(i), kPurposeSpans).w[3]));
     } else {
       out[i] = id;
     }
@@ -153,13 +143,65 @@ void mask_row(const MaskSpansArgs& a, int64_t b, Scratch& s) {
 }  // namespace
 
 void mask_spans(const MaskSpansArgs& a) {
+  const mlm::Specials specials(a.special_ids, a.num_special);
   parallel_for(a.batch, a.threads, [&](int64_t b) {
     thread_local Scratch scratch;
     if (a.ids.dtype == kInt32)
-      mask_row<int32_t>(a, b, scratch);
+      mask_row<int32_t>(a, specials, b, scratch);
     else
-      mask_row<int64_t>(a, b, scratch);
+      mask_row<int64_t>(a, specials, b, scratch);
   });
+}
+
+// --- binding (fastmask/cpp/spans.py) -----------------------------------------------------------
+
+namespace {
+
+void mask_spans_entry(TensorView ids, TensorView seed, OptionalView keys, TensorView thresholds, TensorView table,
+                      TensorView special_ids, OptionalView special_mask, OptionalView attention_mask, OptionalView codes,
+                      OptionalView replace_table, int64_t replace_count, int64_t mask_token_id, int64_t max_predictions,
+                      int64_t ignore_index, int64_t vocab_size, TensorView out_ids, TensorView labels,
+                      TensorView positions, int threads) {
+  MaskSpansArgs a;
+  std::tie(a.batch, a.length) = matrix_shape(ids, "input_ids");
+  if (thresholds.numel() != 3) fail("thresholds: expected (select, mask, random)");
+  const int64_t* t = int64_data(thresholds, "thresholds");
+  a.ids = ids;
+  a.seed = int64_data(seed, "seed");
+  a.keys = keys;
+  a.select_threshold = t[0];
+  a.mask_threshold = t[1];
+  a.random_threshold = t[2];
+  a.table = int64_data(table, "table");
+  a.table_size = table.numel();
+  a.special_ids = int64_data(special_ids, "special_ids");
+  a.num_special = special_ids.numel();
+  a.special_mask = special_mask;
+  a.attention_mask = attention_mask;
+  if (codes.given() && codes.dtype != kUInt8) fail("words: expected uint8 word codes");
+  a.codes = codes;
+  a.replace_table = replace_table;
+  a.replace_count = replace_count;
+  a.mask_token_id = mask_token_id;
+  a.max_predictions = max_predictions;
+  a.ignore_index = ignore_index;
+  a.vocab_size = vocab_size;
+  a.out_ids = output<void>(out_ids, "out_ids", {a.batch, a.length});
+  a.labels = output<void>(labels, "labels", {a.batch, a.length});
+  a.positions = output<int64_t>(positions, "positions", {a.batch, max_predictions});
+  a.threads = threads;
+  mask_spans(a);
+}
+
+}  // namespace
+
+void bind_spans(pybind11::module_& m) {
+  namespace py = pybind11;
+  def_kernel(m, "mask_spans", &mask_spans_entry, py::arg("ids"), py::arg("seed"), py::arg("keys"), py::arg("thresholds"),
+             py::arg("table"), py::arg("special_ids"), py::arg("special_mask"), py::arg("attention_mask"),
+             py::arg("codes"), py::arg("replace_table"), py::arg("replace_count"), py::arg("mask_token_id"),
+             py::arg("max_predictions"), py::arg("ignore_index"), py::arg("vocab_size"), py::arg("out_ids"),
+             py::arg("labels"), py::arg("positions"), py::arg("threads"));
 }
 
 }  // namespace fastmask

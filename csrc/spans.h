@@ -4,29 +4,23 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fastmask {
 
-// An integer tensor seen through a raw pointer: dtype code (common.h), strides in elements;
-// data == nullptr means "not given".
-struct SpansView {
-  const void* data = nullptr;
-  int dtype = -1;
-  int64_t stride0 = 0, stride1 = 0;
-};
-
 struct MaskSpansArgs {
-  SpansView ids;               // [batch, length], int32 or int64
+  TensorView ids;               // [batch, length], int32 or int64
   const int64_t* seed;         // 0-d int64
-  SpansView keys;              // [batch]; null data: the row index
+  TensorView keys;              // [batch]; null data: the row index
   int64_t select_threshold, mask_threshold, random_threshold;  // floor(p * 2^32)
   const int64_t* table;        // int64 [table_size], the span-length CDF thresholds (last = 2^32)
   int64_t table_size;
   const int64_t* special_ids;  // int64 [num_special], sorted, unique
   int64_t num_special;
-  SpansView special_mask;      // optional [batch, length]
-  SpansView attention_mask;    // optional [batch, length]
-  SpansView codes;             // optional uint8 [batch, length] word codes (0 continues, 1 starts, 2 no word)
-  SpansView replace_table;     // optional [replace_count]
+  TensorView special_mask;      // optional [batch, length]
+  TensorView attention_mask;    // optional [batch, length]
+  TensorView codes;             // optional uint8 [batch, length] word codes (0 continues, 1 starts, 2 no word)
+  TensorView replace_table;     // optional [replace_count]
   int64_t replace_count;
   int64_t mask_token_id;
   int64_t max_predictions;     // 0: no capacity

@@ -11,6 +11,9 @@
 //      segment.
 #include "t5.h"
 
+#include "binding.h"
+#include <tuple>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,8 +30,6 @@
 namespace fastmask {
 namespace {
 
-constexpr uint32_t kPurposeT5Spans = 4;      // fastmask._rng.Purpose.T5_SPANS
-constexpr uint32_t kPurposeUl2Denoiser = 5;  // fastmask._rng.Purpose.UL2_DENOISER
 constexpr int kPackShift = 31;
 constexpr int kTableColumns = 5;
 
@@ -239,8 +240,8 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
   parallel_for(a.batch, a.threads, [&](int64_t b) {
     static thread_local Scratch tls;
     Scratch& s = tls;  // one TLS lookup per row
-    const uint64_t key = static_cast<uint64_t>(a.keys == nullptr ? b : load_int(a.keys, a.keys_dtype, b, a.keys_stride));
-    const T* row = static_cast<const T*>(a.ids) + b * a.ids_stride0;
+    const uint64_t key = row_key(a.keys, b);
+    const T* row = a.ids.as<T>() + b * a.ids.stride[0];
     T* in = static_cast<T*>(a.inputs) + b * a.input_length;
     T* tg = static_cast<T*>(a.targets) + b * a.target_length;
 
@@ -297,7 +298,7 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
 
     // The row as m_0, n_0, m_1, n_1, ...: inputs get m_i then sentinel_i, targets sentinel_i then n_i.
     const RowEnds ends = (avx2 ? write_segments_avx2<T> : write_segments_default<T>)(
-        row, a.ids_stride1, length, in, a.input_length, tg, a.target_length, spans, plain, noise, cuts_plain,
+        row, a.ids.stride[1], length, in, a.input_length, tg, a.target_length, spans, plain, noise, cuts_plain,
         cuts_noise, sentinels ? a.sentinels : nullptr);
     int64_t ip = ends.inputs, tp = ends.targets;
     in[ip++] = static_cast<T>(a.eos);
@@ -313,11 +314,50 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
 }  // namespace
 
 void span_corruption(const SpanCorruptionArgs& args) {
-  switch (args.ids_dtype) {
+  switch (args.ids.dtype) {
     case kInt32: return span_corruption_typed<int32_t>(args);
     case kInt64: return span_corruption_typed<int64_t>(args);
-    default: fail("input_ids: unsupported dtype code ", args.ids_dtype);
+    default: fail("input_ids: unsupported dtype code ", args.ids.dtype);
   }
 }
 
+// --- binding (fastmask/cpp/t5.py) --------------------------------------------------------------
+
+namespace {
+
+void span_corruption_entry(TensorView ids, TensorView seed, OptionalView keys, TensorView table, TensorView sentinels,
+                           int64_t eos, int64_t pad, TensorView inputs, TensorView targets, TensorView input_lengths,
+                           TensorView target_lengths, TensorView denoiser, int threads) {
+  SpanCorruptionArgs a;
+  std::tie(a.batch, a.length) = matrix_shape(ids, "input_ids");
+  a.ids = ids;
+  a.seed = int64_data(seed, "seed");
+  a.keys = keys;
+  if (table.ndim != 2 || table.size[1] != kTableColumns) fail("table: expected [denoisers, ", kTableColumns, "]");
+  a.table = int64_data(table, "table");
+  a.num_denoisers = table.size[0];
+  a.sentinels = int64_data(sentinels, "sentinels");
+  a.num_sentinels = sentinels.numel();
+  a.eos = eos;
+  a.pad = pad;
+  a.input_length = inputs.size[1];
+  a.target_length = targets.size[1];
+  a.inputs = output<void>(inputs, "inputs", {a.batch, a.input_length});
+  a.targets = output<void>(targets, "targets", {a.batch, a.target_length});
+  a.input_lengths = output<int64_t>(input_lengths, "input_lengths", {a.batch});
+  a.target_lengths = output<int64_t>(target_lengths, "target_lengths", {a.batch});
+  a.denoiser = output<int64_t>(denoiser, "denoiser", {a.batch});
+  a.threads = threads;
+  span_corruption(a);
+}
+
+}  // namespace
+
+void bind_t5(pybind11::module_& m) {
+  namespace py = pybind11;
+  def_kernel(m, "span_corruption", &span_corruption_entry, py::arg("ids"), py::arg("seed"), py::arg("keys"),
+             py::arg("table"), py::arg("sentinels"), py::arg("eos"), py::arg("pad"), py::arg("inputs"),
+             py::arg("targets"), py::arg("input_lengths"), py::arg("target_lengths"), py::arg("denoiser"),
+             py::arg("threads"));
+}
 }  // namespace fastmask

@@ -3,18 +3,16 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fastmask {
 
 struct SpanCorruptionArgs {
   // inputs
-  const void* ids;  // [batch, length], int32 or int64 (ids_dtype), strides in elements
-  int ids_dtype;
-  int64_t ids_stride0, ids_stride1;
+  TensorView ids;  // [batch, length], int32 or int64 (common.h)
   int64_t batch, length;
   const int64_t* seed;  // 0-d
-  const void* keys;     // [batch] int32/int64, or nullptr: the row index
-  int keys_dtype;
-  int64_t keys_stride;
+  TensorView keys;      // [batch] int32/int64; absent: the row index
   const int64_t* table;  // contiguous int64 [num_denoisers, 5]: (threshold, n, k, d, sentinels)
   int64_t num_denoisers;
   const int64_t* sentinels;  // contiguous int64 [num_sentinels]

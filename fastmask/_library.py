@@ -1,26 +1,22 @@
 """The torch.library custom ops (namespace fastmask::): schemas, fake kernels, backend dispatch.
 
-Each op takes its backend name as an argument, so forcing "reference", "cpp" or "triton" still goes
-through the op (and so through torch.compile). Eager calls skip the dispatcher (see `call`).
+Each op is registered by `op`, which returns an eager callable: under torch.compile it calls the
+registered op (one node of the graph), in eager mode the implementation itself, which saves the
+dispatcher's tens of microseconds per call (quack's torch_library_op does the same). Each op takes
+its backend name as an argument, so forcing "reference", "cpp" or "triton" still goes through the op
+(and so through torch.compile); `implementation` picks the module that runs.
 """
 from __future__ import annotations
 
 import functools
-from typing import Optional
+import importlib
+from typing import Callable, Optional
 
 import torch
 
+from ._accumulation import accumulation_dtype
 from ._backend import resolve_backend
-from .cpp import rng as cpp_rng
-from .reference import rng as reference_rng
-from .reference.cross_entropy import accumulation_dtype
 from .words import word_codes
-
-
-def _triton_rng():
-    from .triton import rng  # imports triton: only on the first Triton call
-
-    return rng
 
 
 def call(op, implementation, *args):
@@ -29,6 +25,48 @@ def call(op, implementation, *args):
     if torch.compiler.is_compiling():
         return op(*args)
     return implementation(*args)
+
+
+def op(name: str, *, fake: Callable, mutates_args=()) -> Callable[[Callable], Callable]:
+    """Decorator: register the annotated function as the custom op fastmask::<name> (its body runs
+    for every device) with `fake` as its fake (meta) kernel, and return the eager callable that
+    `call`s it. The registered op stays reachable as torch.ops.fastmask.<name> (opcheck, autograd
+    registration); the callable's `.op` is its CustomOpDef."""
+
+    def register(implementation: Callable) -> Callable:
+        custom = torch.library.custom_op(f"fastmask::{name}", mutates_args=mutates_args)(implementation)
+        custom.register_fake(fake)
+        registered = getattr(torch.ops.fastmask, name)
+
+        @functools.wraps(implementation)
+        def eager_or_op(*args):
+            return call(registered, implementation, *args)
+
+        eager_or_op.op = custom
+        return eager_or_op
+
+    return register
+
+
+_IMPLEMENTATIONS: dict[tuple[str, str], object] = {}
+
+
+def implementation(family: str, chosen: str):
+    """The module of `family` for a resolved backend: fastmask.{reference,cpp,triton}.<family>,
+    imported on first use (triton only when a Triton op first runs)."""
+    module = _IMPLEMENTATIONS.get((family, chosen))
+    if module is None:
+        module = importlib.import_module(f"fastmask.{chosen}.{family}")
+        _IMPLEMENTATIONS[(family, chosen)] = module
+    return module
+
+
+def default_keys(keys: Optional[torch.Tensor], rows: int, device: torch.device, chosen: str) -> Optional[torch.Tensor]:
+    """Sample keys: the row index when none are given. The C++ kernels use the row index themselves
+    (no tensor to allocate), so None stays None for them."""
+    if keys is None and chosen != "cpp":
+        return torch.arange(rows, device=device)
+    return keys
 
 
 def eager_cache(fn):
@@ -46,55 +84,27 @@ def eager_cache(fn):
 # --- random_words ----------------------------------------------------------------------------
 
 
-def random_words_impl(seed: torch.Tensor, keys: torch.Tensor, length: int, purpose: int, backend: str) -> torch.Tensor:
-    chosen = resolve_backend(backend, keys.device)
-    if chosen == "cpp":
-        return cpp_rng.random_words(seed, keys, length, purpose)
-    if chosen == "triton":
-        return _triton_rng().random_words(seed, keys, length, purpose)
-    return reference_rng.random_words(seed, keys, length, purpose)
-
-
-@torch.library.custom_op("fastmask::random_words", mutates_args=())
-def random_words(seed: torch.Tensor, keys: torch.Tensor, length: int, purpose: int, backend: str) -> torch.Tensor:
-    return random_words_impl(seed, keys, length, purpose, backend)
-
-
-@random_words.register_fake
-def _(seed, keys, length, purpose, backend):
+def _random_words_fake(seed, keys, length, purpose, backend):
     return keys.new_empty((keys.shape[0], length, 4), dtype=torch.int64)
+
+
+@op("random_words", fake=_random_words_fake)
+def random_words(seed: torch.Tensor, keys: torch.Tensor, length: int, purpose: int, backend: str) -> torch.Tensor:
+    chosen = resolve_backend(backend, keys.device)
+    return implementation("rng", chosen).random_words(seed, keys, length, purpose)
 
 
 # --- mask_tokens -----------------------------------------------------------------------------
 
 
-def _masking_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import masking
-    elif chosen == "triton":
-        from .triton import masking
-    else:
-        from .reference import masking
-    return masking
+def _mask_tokens_fake(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words,
+                      replace_table, replace_count, mask_token_id, views, exact, max_predictions, ignore_index,
+                      vocab_size, backend):
+    rows, length = ids.shape[0] * views, ids.shape[1]
+    return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
 
 
-def mask_tokens_impl(
-    ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table, replace_count,
-    mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend,
-):
-    chosen = resolve_backend(backend, ids.device)
-    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
-        keys = torch.arange(ids.shape[0], device=ids.device)
-    args = (ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table,
-            replace_count, mask_token_id, views, exact, max_predictions, ignore_index)
-    if chosen == "cpp":  # reads any form of `words` in place
-        return _masking_module(chosen).mask_tokens(*args, vocab_size=vocab_size, words=words)
-    if words is not None:
-        words = word_codes(ids, words)
-    return _masking_module(chosen).mask_tokens(*args, words=words)
-
-
-@torch.library.custom_op("fastmask::mask_tokens", mutates_args=())
+@op("mask_tokens", fake=_mask_tokens_fake)
 def mask_tokens(
     ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], thresholds: torch.Tensor, special_ids: torch.Tensor,
     special_mask: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
@@ -103,17 +113,15 @@ def mask_tokens(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """words: None (token masking) or one word source (whole-word masking): uint8 [B, L] codes, word ids
     [B, L], offsets [B, L, 2] or a [vocab] table, told apart by fastmask.words.word_codes."""
-    return mask_tokens_impl(
-        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,
-        replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend,
-    )
-
-
-@mask_tokens.register_fake
-def _(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table, replace_count,
-      mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend):
-    rows, length = ids.shape[0] * views, ids.shape[1]
-    return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
+    chosen = resolve_backend(backend, ids.device)
+    keys = default_keys(keys, ids.shape[0], ids.device, chosen)
+    args = (ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table,
+            replace_count, mask_token_id, views, exact, max_predictions, ignore_index)
+    if chosen == "cpp":  # reads any form of `words` in place
+        return implementation("masking", chosen).mask_tokens(*args, vocab_size=vocab_size, words=words)
+    if words is not None:
+        words = word_codes(ids, words)
+    return implementation("masking", chosen).mask_tokens(*args, words=words)
 
 
 # --- masked cross-entropy ------------------------------------------------------------------------
@@ -208,69 +216,33 @@ def _(grad, scale, backend):
 # --- T5 span corruption / UL2 (fastmask/t5.py, docs/t5.md) ------------------------------------
 
 
-def _t5_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import t5
-    elif chosen == "triton":
-        from .triton import t5
-    else:
-        from .reference import t5
-    return t5
-
-
-def span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
-    chosen = resolve_backend(backend, ids.device)
-    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
-        keys = torch.arange(ids.shape[0], device=ids.device)
-    return _t5_module(chosen).span_corruption(
-        ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw)
-
-
-@torch.library.custom_op("fastmask::span_corruption", mutates_args=())
-def span_corruption(
-    ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], table: torch.Tensor, sentinels: torch.Tensor,
-    eos: int, pad: int, input_length: int, target_length: int, draw: bool, backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend)
-
-
-@span_corruption.register_fake
-def _(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+def _span_corruption_fake(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
     rows = ids.shape[0]
     lengths = [ids.new_empty(rows, dtype=torch.int64) for _ in range(3)]
     return (ids.new_empty(rows, input_length), ids.new_empty(rows, target_length), *lengths)
 
 
+@op("span_corruption", fake=_span_corruption_fake)
+def span_corruption(
+    ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], table: torch.Tensor, sentinels: torch.Tensor,
+    eos: int, pad: int, input_length: int, target_length: int, draw: bool, backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    chosen = resolve_backend(backend, ids.device)
+    keys = default_keys(keys, ids.shape[0], ids.device, chosen)
+    return implementation("t5", chosen).span_corruption(
+        ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw)
+
+
 # --- span / n-gram masking (fastmask/spans.py, docs/spans.md) ------------------------------------
 
 
-def _spans_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import spans
-    elif chosen == "triton":
-        from .triton import spans
-    else:
-        from .reference import spans
-    return spans
+def _mask_spans_fake(ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
+                     replace_count, mask_token_id, max_predictions, ignore_index, vocab_size, backend):
+    rows, length = ids.shape
+    return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
 
 
-def mask_spans_impl(
-    ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table, replace_count,
-    mask_token_id, max_predictions, ignore_index, vocab_size, backend,
-):
-    chosen = resolve_backend(backend, ids.device)
-    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
-        keys = torch.arange(ids.shape[0], device=ids.device)
-    if words is not None:
-        words = word_codes(ids, words)
-    args = (ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
-            replace_count, mask_token_id, max_predictions, ignore_index)
-    if chosen == "cpp":
-        return _spans_module(chosen).mask_spans(*args, vocab_size=vocab_size)
-    return _spans_module(chosen).mask_spans(*args)
-
-
-@torch.library.custom_op("fastmask::mask_spans", mutates_args=())
+@op("mask_spans", fake=_mask_spans_fake)
 def mask_spans(
     ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], thresholds: torch.Tensor, table: torch.Tensor,
     special_ids: torch.Tensor, special_mask: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor],
@@ -278,74 +250,51 @@ def mask_spans(
     max_predictions: int, ignore_index: int, vocab_size: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """words: None (every token its own word) or one word source, as mask_tokens."""
-    return mask_spans_impl(
-        ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
-        replace_count, mask_token_id, max_predictions, ignore_index, vocab_size, backend,
-    )
-
-
-@mask_spans.register_fake
-def _(ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table, replace_count,
-      mask_token_id, max_predictions, ignore_index, vocab_size, backend):
-    rows, length = ids.shape
-    return ids.new_empty(rows, length), ids.new_empty(rows, length), ids.new_empty(rows, max_predictions, dtype=torch.int64)
+    chosen = resolve_backend(backend, ids.device)
+    keys = default_keys(keys, ids.shape[0], ids.device, chosen)
+    if words is not None:
+        words = word_codes(ids, words)
+    args = (ids, seed, keys, thresholds, table, special_ids, special_mask, attention_mask, words, replace_table,
+            replace_count, mask_token_id, max_predictions, ignore_index)
+    if chosen == "cpp":
+        return implementation("spans", chosen).mask_spans(*args, vocab_size=vocab_size)
+    return implementation("spans", chosen).mask_spans(*args)
 
 
 # --- image and patch masking (fastmask/image.py, docs/image.md) ------------------------------
 
 
-def _image_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import image
-    elif chosen == "triton":
-        from .triton import image
-    else:
-        from .reference import image
-    return image
+def _block_mask_fake(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend):
+    return seed.new_empty((batch, height, width), dtype=torch.bool)
 
 
-def _image_keys(keys, batch, device, chosen):
-    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
-        return torch.arange(batch, device=device)
-    return keys
-
-
-def block_mask_impl(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend):
-    chosen = resolve_backend(backend, seed.device)
-    keys = _image_keys(keys, batch, seed.device, chosen)
-    if chosen == "cpp":
-        from .cpp import image
-        return image.block_mask(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact)
-    return _image_module(chosen).block_mask(seed, keys, cum, shapes, height, width, target, max_attempts, exact)
-
-
-@torch.library.custom_op("fastmask::block_mask", mutates_args=())
+@op("block_mask", fake=_block_mask_fake)
 def block_mask(
     seed: torch.Tensor, keys: Optional[torch.Tensor], cum: torch.Tensor, shapes: torch.Tensor, batch: int, height: int,
     width: int, target: int, max_attempts: int, exact: bool, backend: str,
 ) -> torch.Tensor:
-    return block_mask_impl(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend)
-
-
-@block_mask.register_fake
-def _(seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact, backend):
-    return seed.new_empty((batch, height, width), dtype=torch.bool)
-
-
-def patch_shuffle_impl(seed, keys, batch, length, keep, backend):
     chosen = resolve_backend(backend, seed.device)
-    keys = _image_keys(keys, batch, seed.device, chosen)
+    keys = default_keys(keys, batch, seed.device, chosen)
     if chosen == "cpp":
-        from .cpp import image
-        return image.patch_shuffle(seed, keys, batch, length, keep)
-    return _image_module(chosen).patch_shuffle(seed, keys, length, keep)
+        return implementation("image", chosen).block_mask(
+            seed, keys, cum, shapes, batch, height, width, target, max_attempts, exact)
+    return implementation("image", chosen).block_mask(seed, keys, cum, shapes, height, width, target, max_attempts, exact)
 
 
-@torch.library.custom_op("fastmask::patch_shuffle", mutates_args=())
+def _patch_shuffle_fake(seed, keys, batch, length, keep, backend):
+    return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
+            seed.new_empty((batch, length), dtype=torch.int64))
+
+
+@op("patch_shuffle", fake=_patch_shuffle_fake)
 def patch_shuffle(
     seed: torch.Tensor, keys: Optional[torch.Tensor], batch: int, length: int, keep: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return patch_shuffle_impl(seed, keys, batch, length, keep, backend)
+    chosen = resolve_backend(backend, seed.device)
+    keys = default_keys(keys, batch, seed.device, chosen)
+    if chosen == "cpp":
+        return implementation("image", chosen).patch_shuffle(seed, keys, batch, length, keep)
+    return implementation("image", chosen).patch_shuffle(seed, keys, length, keep)
 
 
 @patch_shuffle.register_fake

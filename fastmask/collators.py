@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -22,8 +22,7 @@ import torch
 from ._seed import resolve_seed
 from ._validate import check_int, check_probability
 from .attention import FORMATS, attention_mask, unilm_objectives
-from .cpp import DTYPE_CODES, HAS_CPP, cpp
-from .functional import mask_tokens
+from .functional import mask_tokens, pad_sequences
 
 __all__ = ["DeviceMasker", "ImageMaskCollator", "IndexedDataset", "MLMCollator", "PLMCollator", "PackingCollator",
            "T5SpanCorruptionCollator", "UL2_MODE_TOKENS", "UniLMCollator", "sample_keys", "ul2_mode"]
@@ -114,27 +113,8 @@ def _padded_length(lengths: list[int], multiple: Optional[int]) -> int:
 
 
 def _pad(rows: list, length: int, pad_value: int, left: bool, name: str, dtype=torch.int64, width: int = 1) -> torch.Tensor:
-    """[len(rows), length] (or [.., width] for rows of pairs, as offset_mapping) from Python lists or
-    tuples (C++), numpy arrays or tensors (torch copies)."""
-    out = torch.empty((len(rows), length) + ((width,) if width > 1 else ()), dtype=dtype)
-    if HAS_CPP and all(isinstance(r, (list, tuple)) for r in rows):
-        cpp().pad_sequences(rows, out.data_ptr(), DTYPE_CODES[dtype], len(rows), length, width, length * width,
-                            pad_value, left, name)
-        return out
-    out.fill_(pad_value)
-    for b, row in enumerate(rows):
-        try:
-            values = torch.as_tensor(np.asarray(row) if width > 1 else row)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise ValueError(f"{name}: feature {b} is not a sequence of integers ({error})") from None
-        shape_ok = values.dim() == 1 if width == 1 else (values.dim() == 2 and values.shape[1] == width)
-        if not shape_ok or (values.numel() and (values.dtype.is_floating_point or values.dtype == torch.bool)):
-            raise ValueError(f"{name}: feature {b}: expected integers of shape [n{'' if width == 1 else f', {width}'}], "
-                             f"got {values.dtype} {tuple(values.shape)}")
-        n = values.shape[0]
-        if n:
-            (out[b, length - n:] if left else out[b, :n]).copy_(values)
-    return out
+    """[len(rows), length] (or [.., width] for rows of pairs, as offset_mapping): fastmask.functional.pad_sequences."""
+    return pad_sequences(rows, length, pad_value=pad_value, left=left, dtype=dtype, width=width, name=name)
 
 
 # Per-token keys padded as the tokenizer pads them; the value None means the tokenizer's own.
@@ -237,6 +217,19 @@ class MLMCollator:
         if (return_tensors or self.return_tensors) == "np":
             batch = {k: v.numpy() for k, v in batch.items()}
         return batch
+
+    # -- DeviceMasker's protocol (Maskable) ---------------------------------------------------------
+
+    batch_key = "input_ids"
+
+    def pad(self, features: list) -> dict[str, torch.Tensor]:
+        return self._collate(features)
+
+    def mask_batch(self, batch: dict, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._mask(batch, keys, seed)
+
+    def seed_tensor(self) -> torch.Tensor:
+        return self._seed
 
     # -- padding ------------------------------------------------------------------------------------
 
@@ -473,6 +466,18 @@ class T5SpanCorruptionCollator:
             batch = {k: v.numpy() for k, v in batch.items()}
         return batch
 
+    # DeviceMasker's protocol (Maskable)
+    batch_key = "input_ids"
+
+    def pad(self, features: list) -> dict[str, torch.Tensor]:
+        return {"input_ids": _equal_length_ids(features)}
+
+    def mask_batch(self, batch: dict, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.corrupt(batch["input_ids"], keys, seed)
+
+    def seed_tensor(self) -> torch.Tensor:
+        return self._seed
+
     def corrupt(self, ids: torch.Tensor, keys: torch.Tensor, seed: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """The masking alone, on ids' device: what DeviceMasker runs inside the training step."""
         from .t5 import t5_span_corruption, ul2_denoise
@@ -642,6 +647,18 @@ class ImageMaskCollator:
             batch = {k: v.numpy() for k, v in batch.items()}
         return batch
 
+    # DeviceMasker's protocol (Maskable)
+    batch_key = "pixel_values"
+
+    def pad(self, features: list) -> dict[str, torch.Tensor]:
+        return _stack_images(features)
+
+    def mask_batch(self, batch: dict, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**batch, **self.mask(keys, seed)}
+
+    def seed_tensor(self) -> torch.Tensor:
+        return self._seed
+
     def mask(self, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
         """The mask entries alone, on keys' device: what DeviceMasker runs inside the training step."""
         if self._geometry is not None and self._geometry.image_size is None:
@@ -763,35 +780,47 @@ def _stack_images(features: list) -> dict[str, torch.Tensor]:
 KEYS = "sample_keys"  # the batch entry that carries the keys from the padding collator to the masker
 
 
+@runtime_checkable
+class Maskable(Protocol):
+    """What DeviceMasker needs of a collator configuration: split its call into the padding that
+    DataLoader workers run and the masking that the training step runs on the batch's device."""
+
+    batch_key: str  # the batch entry whose device the masking runs on
+
+    def pad(self, features: list) -> dict[str, torch.Tensor]:
+        """The batch without masking (what the collator returns before it masks)."""
+
+    def mask_batch(self, batch: dict, keys: torch.Tensor, seed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The masked batch, on the device of batch[batch_key], keys and seed; the collator's output."""
+
+    def seed_tensor(self) -> torch.Tensor:
+        """The collator's seed as an int64 0-d CPU tensor."""
+
+
 class _PaddingCollator:
     """What DataLoader workers run under DeviceMasker: padding (C++) and the sample keys, no masking."""
 
-    def __init__(self, config):
+    def __init__(self, config: Maskable):
         self.config = config
 
     def __call__(self, features: list, keys=None) -> dict[str, torch.Tensor]:
-        if isinstance(self.config, MLMCollator):
-            batch = self.config._collate(features)
-        elif isinstance(self.config, ImageMaskCollator):
-            batch = _stack_images(features)
-        else:
-            batch = {"input_ids": _equal_length_ids(features)}
+        batch = self.config.pad(features)
         batch[KEYS] = _batch_keys(keys, len(features))
         return batch
 
 
 class DeviceMasker:
     """Masking moved into the training step, on the batch's device: wrap a collator's configuration
-    (MLMCollator, T5SpanCorruptionCollator or ImageMaskCollator), give DataLoader `masker.collator()` (it only pads and
+    (MLMCollator, T5SpanCorruptionCollator, ImageMaskCollator, or any Maskable), give DataLoader `masker.collator()` (it only pads and
     adds the sample keys as batch["sample_keys"]), then call `batch = masker(batch)` after moving the
     batch to the GPU. The masker removes the keys and masks in one kernel launch per op, with no host
     sync, so it runs under torch.compile and CUDA graph capture; model(**batch) sees only model inputs.
     Masks equal the wrapped collator's for the same keys (docs/collators.md)."""
 
     def __init__(self, config):
-        if not isinstance(config, (MLMCollator, T5SpanCorruptionCollator, ImageMaskCollator)):
-            raise ValueError("config: expected an MLMCollator, a T5SpanCorruptionCollator or an ImageMaskCollator, "
-                             f"got {type(config).__name__}")
+        if not isinstance(config, Maskable):
+            raise ValueError("config: expected an MLMCollator, a T5SpanCorruptionCollator or an ImageMaskCollator "
+                             f"(a fastmask.collators.Maskable), got {type(config).__name__}")
         self.config = config
         self._seeds: dict[torch.device, torch.Tensor] = {}
 
@@ -801,7 +830,7 @@ class DeviceMasker:
     def _seed(self, device: torch.device) -> torch.Tensor:
         """The configuration's seed on `device`, copied once (a copy inside a captured graph would fail)."""
         if device not in self._seeds:
-            self._seeds[device] = self.config._seed.to(device)
+            self._seeds[device] = self.config.seed_tensor().to(device)
         return self._seeds[device]
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -809,17 +838,12 @@ class DeviceMasker:
             raise ValueError(f"batch: no '{KEYS}'; collate with DeviceMasker.collator(), which adds each sample's key")
         batch = dict(batch)
         keys = batch.pop(KEYS)
-        data = batch["pixel_values" if isinstance(self.config, ImageMaskCollator) else "input_ids"]
+        data = batch[self.config.batch_key]
         if not isinstance(keys, torch.Tensor) or keys.device != data.device:
             where = keys.device if isinstance(keys, torch.Tensor) else type(keys).__name__
             raise ValueError(f"{KEYS}: expected the keys on the batch's device {data.device}, got {where}; move the "
                              "whole batch (keys included) to the device before masking")
-        seed = self._seed(data.device)
-        if isinstance(self.config, MLMCollator):
-            return self.config._mask(batch, keys, seed)
-        if isinstance(self.config, ImageMaskCollator):
-            return {**batch, **self.config.mask(keys, seed)}
-        return self.config.corrupt(data, keys, seed)
+        return self.config.mask_batch(batch, keys, self._seed(data.device))
 
 
 # --- packing and UniLM (docs/attention.md) ------------------------------------------------------------

@@ -32,10 +32,10 @@ def corpus_features(tokenizer, count: int) -> list[dict]:
     consecutive windows of the standard-library docstrings."""
     import transformers
 
-    from .bench.cases.words import _stream
+    from .bench.cases.words import corpus
 
     transformers.logging.set_verbosity_error()  # the corpus is tokenized as one long text on purpose, then cut
-    ids = _stream()[0].tolist()
+    ids = corpus()[0].tolist()
     body = SEQUENCE - 2
     features = []
     for i in range(count):

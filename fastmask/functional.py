@@ -7,18 +7,18 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
-from .cpp import masking as _cpp_masking
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
+from ._args import (
+    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _keys, _replacements, _rows, _special_ids,
+    _word_source,
+)
 from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
-from .reference.cross_entropy import accumulation_dtype, kept_rows
+from ._accumulation import accumulation_dtype, kept_rows
 
-__all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
+__all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "pad_sequences", "random_words"]
 
-_MAX_LENGTH = 1 << 31  # positions are one uint32 counter word; index math elsewhere assumes < 2^31
-_INT_IDS = (torch.int64, torch.int32)
-_MASK_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
 _ID_LIMITS = {dtype: torch.iinfo(dtype).max + 1 for dtype in _INT_IDS}
 
 
@@ -42,7 +42,31 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
     seed = resolve_seed(seed, keys.device)
-    return _library.call(torch.ops.fastmask.random_words, _library.random_words_impl, seed, keys, length, purpose, backend)
+    return _library.random_words(seed, keys, length, purpose, backend)
+
+
+_PAD_DTYPES = (torch.int64, torch.int32, torch.uint8)
+
+
+def pad_sequences(rows, length: int, *, pad_value: int = 0, left: bool = False, dtype=torch.int64, width: int = 1,
+                  name: str = "input_ids", backend: str = "auto") -> torch.Tensor:
+    """Rows of ids (lists, tuples, numpy arrays or tensors) as one padded CPU tensor: [len(rows),
+    length], or [len(rows), length, width] for rows of `width`-tuples (offset pairs). Row b's values
+    come first (last when `left`), pad_value fills the rest. Errors name `name`, the feature and the
+    position. "auto" reads lists and tuples in C++ and anything else through torch (the reference).
+    """
+    check_backend(backend)
+    if backend == "triton":
+        raise ValueError("backend: padding reads Python objects on the host; use 'auto', 'cpp' or 'reference'")
+    length = check_int("length", length, 0, _MAX_LENGTH)
+    width = check_int("width", width, 1, 1 << 16)
+    if dtype not in _PAD_DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(str(d) for d in _PAD_DTYPES)}, got {dtype}")
+    rows = list(rows)
+    chosen = resolve_backend(backend, torch.device("cpu"))
+    if backend == "auto" and not all(isinstance(r, (list, tuple)) for r in rows):
+        chosen = "reference"  # the C++ kernel reads Python lists and tuples; torch copies arrays and tensors
+    return _library.implementation("padding", chosen).pad_sequences(rows, length, pad_value, bool(left), name, dtype, width)
 
 
 class MaskedTokens(NamedTuple):
@@ -138,16 +162,13 @@ def mask_tokens(
 
     seed = resolve_seed(seed, device)
     special_tensor = _constant(specials, device)
-    # Eager C++ skips mask_tokens_impl's second backend resolution (a few microseconds of a small call).
-    impl = _cpp_mask_tokens if chosen == "cpp" else _library.mask_tokens_impl
+    # The resolved backend: the op need not resolve "auto" again (a few microseconds of a small call).
     arguments = (ids, seed, keys, thresholds, special_tensor, special_mask, attention, lengths, words, replace_table,
                  replace_count, mask_token_id, views, exact)
-    out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_tokens, impl, *arguments, max_predictions or 0, ignore_index, vocab_size or 0, backend)
+    out_ids, labels, positions = _library.mask_tokens(*arguments, max_predictions or 0, ignore_index, vocab_size or 0, chosen)
     if max_predictions and device.type == "cpu" and not torch.compiler.is_compiling():
         _count_dropped(labels, positions, ignore_index, max_predictions,
-                       lambda: _library.call(torch.ops.fastmask.mask_tokens, impl, *arguments, 0, ignore_index,
-                                             vocab_size or 0, backend)[1])
+                       lambda: _library.mask_tokens(*arguments, 0, ignore_index, vocab_size or 0, chosen)[1])
     if one_row and views == 1:
         out_ids, labels, positions = out_ids[0], labels[0], positions[0]
     return MaskedTokens(out_ids, labels, positions if max_predictions else None)
@@ -177,100 +198,6 @@ def _count_dropped(labels, positions, ignore_index, capacity, uncapped) -> None:
         warnings.warn(f"mask_tokens: max_predictions={capacity} dropped {dropped} labelled positions in this batch "
                       f"(they stay corrupted, without labels); raise max_predictions. Warned once; "
                       "fastmask.functional.dropped_predictions() counts them all", stacklevel=3)
-
-
-def _cpp_mask_tokens(ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, words, replace_table,
-                     replace_count, mask_token_id, views, exact, max_predictions, ignore_index, vocab_size, backend):
-    """_library.mask_tokens_impl for a backend already resolved to C++: the same call."""
-    return _cpp_masking.mask_tokens(
-        ids, seed, keys, thresholds, special_ids, special_mask, attention_mask, lengths, replace_table, replace_count,
-        mask_token_id, views, exact, max_predictions, ignore_index, vocab_size=vocab_size, words=words,
-    )
-
-
-_OFFSET_DTYPES = (torch.int64, torch.int32)
-_TABLE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
-
-
-def _check_word_table(table, vocab_size, device, id_limit) -> int:
-    """The vocabulary size a word table implies: its length, which must equal vocab_size if given."""
-    check_tensor("word_table", table, dtypes=_TABLE_DTYPES, ndim=1)
-    if table.device != device:
-        raise ValueError(f"word_table: expected a tensor on {device} like input_ids, got {table.device}")
-    size = table.shape[0]
-    if vocab_size is None:  # the table's length is the vocabulary: ids are checked against it
-        if not 0 < size < id_limit:
-            raise ValueError(f"word_table: expected one entry per token id, between 1 and {id_limit - 1}, got {size}")
-        return size
-    if size != vocab_size:
-        raise ValueError(f"word_table: expected {vocab_size} entries (vocab_size), got {size}")
-    return vocab_size
-
-
-def _word_source(ids, one_row, word_ids, offset_mapping, word_table) -> Optional[torch.Tensor]:
-    """The one word source given, checked, in the op's `words` form (fastmask.words.word_codes): word
-    ids [B, L], offsets [B, L, 2] or the table [vocab]; or None. Passed as is: the C++ kernel reads it
-    in place (no per-token codes), the other backends turn it into codes."""
-    given = [name for name, value in (("word_ids", word_ids), ("offset_mapping", offset_mapping), ("word_table", word_table))
-             if value is not None]
-    if not given:
-        return None
-    if len(given) > 1:
-        raise ValueError(f"{', '.join(given)}: pass one word source, got {len(given)}")
-    if word_ids is not None:
-        word_ids = _rows(word_ids, one_row)
-        check_same_shape("word_ids", word_ids, ids, dtypes=_INT_IDS)
-        return word_ids
-    if offset_mapping is not None:
-        check_tensor("offset_mapping", offset_mapping, dtypes=_OFFSET_DTYPES, ndim=2 if one_row else 3)
-        offsets = offset_mapping.unsqueeze(0) if one_row else offset_mapping
-        if offsets.shape != (*ids.shape, 2):
-            raise ValueError(f"offset_mapping: expected shape {(*ids.shape, 2)[one_row:]} (input_ids' shape, then "
-                             f"start and end), got {tuple(offset_mapping.shape)}")
-        if offsets.device != ids.device:
-            raise ValueError(f"offset_mapping: expected a tensor on {ids.device} like input_ids, got {offsets.device}")
-        return offsets
-    return word_table  # checked by _check_word_table
-
-
-def _rows(mask, one_row):
-    return mask.unsqueeze(0) if one_row and isinstance(mask, torch.Tensor) else mask
-
-
-def _keys(keys, batch, device) -> torch.Tensor:
-    """Sample keys: int64/int32 [batch]; the row index by default."""
-    if keys is None:
-        return torch.arange(batch, dtype=torch.int64, device=device)
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
-    if batch is not None and (keys.shape[0] != batch or keys.device != device):
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
-
-
-@_library.eager_cache
-def _constant(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """A small int64 tensor of host values on `device`, made once per (values, device): ops only
-    read it, and building it costs more than a small batch's kernel."""
-    return torch.tensor(values, dtype=torch.int64).to(device)
-
-
-def _special_ids(special_ids, mask_token_id, vocab_size) -> tuple[int, ...]:
-    """Sorted, unique special ids on the host, with the mask token always among them."""
-    if special_ids is None:
-        special_ids = ()
-    elif isinstance(special_ids, torch.Tensor):
-        if special_ids.dim() != 1 or special_ids.dtype not in _INT_IDS:
-            raise ValueError(f"special_ids: expected a 1-D integer tensor or a sequence of ints, got {special_ids.dtype} {tuple(special_ids.shape)}")
-        special_ids = special_ids.tolist()  # a small host-side list; pass a list to avoid a device read
-    return _sorted_specials(tuple(special_ids), mask_token_id, vocab_size)
-
-
-@_library.eager_cache
-def _sorted_specials(special_ids: tuple, mask_token_id: int, vocab_size) -> tuple[int, ...]:
-    ids = {check_int("special_ids", value, 0, vocab_size or _MAX_LENGTH) for value in special_ids}
-    return tuple(sorted(ids | {mask_token_id}))
 
 
 def _thresholds(select, predict, mask, random, device, validate) -> torch.Tensor:
@@ -309,31 +236,6 @@ def _host_thresholds(select, predict, mask, random, device) -> torch.Tensor:
     if mask + random > 1:
         raise ValueError(f"mask_replace_prob + random_replace_prob: expected at most 1, got {mask} + {random}")
     return _constant(tuple(int(p * TWO_32) for p in (select, predict, mask, random)), device)
-
-
-def _replacements(replace_ids, specials, vocab_size, random_replace_prob, device, validate):
-    """(table or None, number of choices) for random replacements."""
-    if replace_ids is not None:
-        table = replace_ids if isinstance(replace_ids, torch.Tensor) else torch.as_tensor(replace_ids, dtype=torch.int64)
-        check_tensor("replace_ids", table, dtypes=_INT_IDS, ndim=1)
-        table = table.to(device)
-        if vocab_size is not None and (validate or table.device.type == "cpu"):
-            check_ids_in_range("replace_ids", table, vocab_size)
-        count = table.shape[0]
-    elif vocab_size is not None:
-        table, count = None, _vocabulary_choices(specials, vocab_size)
-    else:
-        table, count = None, 0
-    if count == 0 and (isinstance(random_replace_prob, torch.Tensor) or random_replace_prob > 0):
-        what = "vocab_size or replace_ids" if replace_ids is None and vocab_size is None else "replace_ids"
-        raise ValueError(f"{what}: random_replace_prob > 0 needs a non-empty replacement set")
-    return table, count
-
-
-@_library.eager_cache
-def _vocabulary_choices(specials: tuple[int, ...], vocab_size: int) -> int:
-    """Replacement ids without a table: the vocabulary less its special ids."""
-    return vocab_size - sum(1 for s in specials if s < vocab_size)
 
 
 _LM_IMPLS = ("chunked", "fused")

@@ -202,10 +202,7 @@ def block_mask(
     shapes_t, cum_t = _block_tensors(height, width, target, min_patches, most, low, high, device)
     keys = _keys(keys, batch, device)
     seed = resolve_seed(seed, device)
-    return _library.call(
-        torch.ops.fastmask.block_mask, _library.block_mask_impl,
-        seed, keys, cum_t, shapes_t, batch, height, width, target, attempts, bool(exact), backend,
-    )
+    return _library.block_mask(seed, keys, cum_t, shapes_t, batch, height, width, target, attempts, bool(exact), backend)
 
 
 # --- MAE, SimMIM, tubes: one shuffle of the patches ---------------------------------------------------
@@ -214,8 +211,7 @@ def block_mask(
 def _shuffle(batch, patches, masked, seed, keys, backend, device) -> PatchMask:
     keys = _keys(keys, batch, device)
     seed = resolve_seed(seed, device)
-    out = _library.call(
-        torch.ops.fastmask.patch_shuffle, _library.patch_shuffle_impl, seed, keys, batch, patches, patches - masked, backend)
+    out = _library.patch_shuffle(seed, keys, batch, patches, patches - masked, backend)
     return PatchMask(*out)
 
 

@@ -14,10 +14,11 @@ from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, probability_threshold
 from ._seed import resolve_seed
 from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape
-from .functional import (
-    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, MaskedTokens, _check_word_table, _constant, _keys, _replacements, _rows,
-    _special_ids, _word_source,
+from ._args import (
+    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _keys, _replacements, _rows, _special_ids,
+    _word_source,
 )
+from .functional import MaskedTokens
 
 __all__ = ["mask_spans", "length_table", "draw_lengths"]
 
@@ -149,10 +150,9 @@ def mask_spans(
         check_ids_in_range("input_ids", ids, vocab_size)  # the C++ kernel checks inside
 
     seed = resolve_seed(seed, device)
-    out_ids, labels, positions = _library.call(
-        torch.ops.fastmask.mask_spans, _library.mask_spans_impl,
+    out_ids, labels, positions = _library.mask_spans(
         ids, seed, keys, thresholds, table, _constant(specials, device), special_mask, attention, words, replace_table,
-        replace_count, mask_token_id, max_predictions or 0, ignore_index, vocab_size or 0, backend,
+        replace_count, mask_token_id, max_predictions or 0, ignore_index, vocab_size or 0, chosen,
     )
     if one_row:
         out_ids, labels, positions = out_ids[0], labels[0], positions[0]

@@ -266,9 +266,7 @@ def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, 
         length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, ids.dtype, device)
     keys = _keys(keys, batch, device)
     seed = resolve_seed(seed, device)
-    out = _library.call(
-        torch.ops.fastmask.span_corruption, _library.span_corruption_impl, ids, seed, keys, *arguments, backend,
-    )
+    out = _library.span_corruption(ids, seed, keys, *arguments, backend)
     if one_row:
         out = tuple(t[0] for t in out)
     return out

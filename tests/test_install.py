@@ -142,3 +142,24 @@ def test_an_editable_clone_named_fastmask_beside_a_script_is_not_shadowed(tmp_pa
     python = _venv(tmp_path)
     _pip(python, "install", "--no-deps", "--no-build-isolation", "-e", str(clone))
     assert _use(python, clone.parent) == str(clone / "fastmask" / "__init__.py")
+def test_core_imports_without_rich():
+    """rich is a [bench] extra: the ops, losses and collators import and run without it."""
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class HideRich(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "rich" or name.startswith("rich."):
+                    raise ImportError("hidden by the test")
+
+        sys.meta_path.insert(0, HideRich())
+        import torch, fastmask, fastmask.collators, fastmask.nn, fastmask.spans, fastmask.t5, fastmask.image
+        fastmask.mask_tokens(torch.arange(8).reshape(2, 4), mask_token_id=0, vocab_size=8, seed=0)
+        assert "rich" not in sys.modules
+        print("ok")
+        """
+    )
+    done = run(code)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip() == "ok"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Optional
 
 import torch
 
@@ -35,6 +36,35 @@ except ImportError as error:  # the extension did not build, or this is a source
     )
 
 HAS_CPP = _C is not None
+
+
+def check_constants(module) -> None:
+    """The constants a build of _C was compiled with (csrc/constants.h) against the Python side:
+    the stream version, the purposes, the dtype codes and the word codes. A mismatch means a stale
+    or foreign build whose kernels would draw other bits, so it is an ImportError, not a warning."""
+    from .. import words
+    from .._rng import STREAM_VERSION, Purpose
+
+    expected = {
+        "STREAM_VERSION": STREAM_VERSION,
+        # Purposes only a reference/Triton family uses need no C++ twin; those C++ has must agree.
+        "PURPOSES": {name: int(Purpose[name]) for name in module.PURPOSES if name in Purpose.__members__},
+        "DTYPE_CODES": {str(dtype).removeprefix("torch."): code for dtype, code in DTYPE_CODES.items()},
+        "WORD_CODES": {"CONTINUES": words.CONTINUES, "STARTS": words.STARTS, "NO_WORD": words.NO_WORD},
+    }
+    for name, value in expected.items():
+        built = getattr(module, name, None)
+        if isinstance(built, dict):
+            built = dict(built)
+        if built != value:
+            raise ImportError(
+                f"fastmask: the C++ extension fastmask._C was built with {name} = {built!r}, but this fastmask "
+                f"expects {value!r}; rebuild it (python setup.py build_ext --inplace, or pip install -e .)"
+            )
+
+
+if HAS_CPP:
+    check_constants(_C)
 
 
 class _Checked:
@@ -77,5 +107,15 @@ def num_threads() -> int:
     return torch.get_num_threads()
 
 
-def dtype_code(tensor: torch.Tensor) -> int:
-    return DTYPE_CODES[tensor.dtype]
+def view(tensor: Optional[torch.Tensor]):
+    """A tensor as the kernels see it (csrc/common.h, TensorView): (address, dtype code, shape,
+    strides), or None for an absent optional tensor. The binding checks pointer, sizes and strides."""
+    if tensor is None:
+        return None
+    return tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.shape, tensor.stride()
+
+
+def int64(tensor: torch.Tensor) -> torch.Tensor:
+    """A small host tensor (seed, thresholds, tables) as contiguous int64: functional already makes
+    them so (checked: a conversion costs microseconds, a sizable part of a small call)."""
+    return tensor if tensor.dtype == torch.int64 and tensor.is_contiguous() else tensor.to(torch.int64).contiguous()

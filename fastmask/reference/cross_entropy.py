@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import torch
 
-
-def accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
-    """The dtype losses, lse and sums use: fp64 for fp64 logits (gradcheck), else fp32. Every backend's."""
-    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+from .._accumulation import accumulation_dtype, kept_rows  # noqa: F401 (re-exported: other backends import them from here)
 
 
 def _capped(x: torch.Tensor, softcap: float) -> torch.Tensor:
     return softcap * torch.tanh(x / softcap) if softcap > 0 else x
-
-
-def kept_rows(labels: torch.Tensor, ignore_index: int, vocab: int) -> torch.Tensor:
-    return (labels != ignore_index) & (labels >= 0) & (labels < vocab)
 
 
 def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap):

@@ -14,7 +14,7 @@ from . import Case
 SHAPES = [(8, 128), (32, 512), (256, 512), (1024, 2048)]
 QUICK_SHAPES = SHAPES[:3]
 # Below this many positions the call overhead shows: time the custom op through torch.ops too, which
-# is how compiled graphs call it (eager calls skip the dispatcher, see fastmask._library.call).
+# is how compiled graphs call it (eager calls skip the dispatcher, see fastmask._library.op).
 DISPATCH_MAX_POSITIONS = 1 << 12
 # The reference is ~20x slower than the C++ on the CPU: past this many positions it costs seconds a call.
 REFERENCE_MAX_POSITIONS_CPU = 1 << 20

@@ -52,7 +52,7 @@ TEXT_MODULES = (
 
 
 @functools.cache
-def _stream() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def corpus() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, offsets [N, 2], word_ids) of the whole text, without special tokens; word ids and
     offsets count from the start of the text, so they stay valid in any window of it."""
     texts = []
@@ -70,7 +70,7 @@ def make_batch(rows: int, length: int) -> dict[str, torch.Tensor]:
     """input_ids, special_tokens_mask, attention_mask, offset_mapping, word_ids: [rows, length],
     consecutive windows of the text, each row [CLS] tokens [SEP] [PAD]..."""
     tok = tokenizer()
-    ids, offsets, words = _stream()
+    ids, offsets, words = corpus()
     generator = torch.Generator().manual_seed(rows * 100_003 + length)
     lengths = torch.randint(max(3, (3 * length) // 4), length + 1, (rows,), generator=generator)
     out_ids = torch.full((rows, length), tok.pad_token_id, dtype=torch.int64)
