@@ -49,28 +49,33 @@ def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softc
     return loss, lse
 
 
-def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothing, z_loss, softcap):
-    """d(sum_i grad_rows[i] * loss_i) / d logits: a new contiguous [N, V] tensor in logits' dtype."""
+def backward(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, label_smoothing, z_loss, softcap):
+    """d(sum_i grad_rows[i] * loss_i + grad_lse[i] * lse_i) / d logits (grad_lse None: 0): a new
+    contiguous [N, V] tensor in logits' dtype."""
     logits = _rows(logits)
     n, vocab = logits.shape
     acc = accumulation_dtype(logits)
     grad = torch.empty((n, vocab), dtype=logits.dtype)
     lse = _vector(lse, acc).expand(n)
     grad_rows = _vector(grad_rows, acc).expand(n)  # also a 0-d upstream gradient
+    grad_lse = None if grad_lse is None else _vector(grad_lse, acc).expand(n)
     args, _keep = _args(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap)
     cpp().cross_entropy_backward(
-        *args, lse.data_ptr(), lse.stride(0), grad_rows.data_ptr(), grad_rows.stride(0), grad.data_ptr(), vocab, num_threads(),
+        *args, lse.data_ptr(), lse.stride(0), grad_rows.data_ptr(), grad_rows.stride(0),
+        0 if grad_lse is None else grad_lse.data_ptr(), 0 if grad_lse is None else grad_lse.stride(0),
+        grad.data_ptr(), vocab, num_threads(),
     )
     return grad
 
 
 def forward_inplace(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap):
-    """forward, and logits overwritten with grad_scale (0-d) * d(sum_i loss_i) / d logits."""
+    """forward, and logits overwritten with d(sum_i loss_i) / d logits: its cross-entropy and smoothing
+    terms times grad_scale[0], its z-loss term times grad_scale[1]."""
     rows = _rows(logits)
     acc = accumulation_dtype(rows)
     loss = torch.empty(rows.shape[0], dtype=acc)
     lse = torch.empty(rows.shape[0], dtype=acc)
-    scale = _vector(grad_scale.reshape(()), acc)
+    scale = _vector(grad_scale.reshape(2), acc).contiguous()
     args, _keep = _args(rows, labels, weight, ignore_index, label_smoothing, z_loss, softcap)
     cpp().cross_entropy_forward_inplace(*args, scale.data_ptr(), loss.data_ptr(), lse.data_ptr(), num_threads())
     if rows is not logits:  # columns were strided: the gradient was written into a copy
