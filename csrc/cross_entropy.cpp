@@ -147,7 +147,9 @@ __attribute__((target("avx"))) void zero_bytes_streaming(char* p, size_t bytes) 
 // Zeros a row. `resident`: the row's memory is in use (the logits, overwritten in place), where
 // streaming stores save the read of every line (measured: 70 -> 40 ms for 425 MB of ignored rows).
 // A fresh output (the backward's) pays a page fault per 4 KiB page on first touch, which dwarfs the
-// stores (~300 ms for 425 MB here), and each page the OS has just zeroed is in cache: plain memset.
+// stores (~300 ms for 425 MB here, seconds on a loaded machine), and each page the OS has just zeroed
+// is in cache: plain memset. The C++ launcher avoids even that for large gradients: it hands the
+// backward a fresh anonymous mapping (grad_zeroed), whose ignored rows are never touched at all.
 // (Transparent huge pages were tried: 4x fewer fault costs when freed huge pages are at hand, but
 // 2x slower than 4 KiB pages after other large allocations came and went, as in a training step.)
 template <typename T>
@@ -535,7 +537,7 @@ void forward_impl(const CrossEntropyArgs& a, A* loss, A* lse) {
 
 template <typename T, typename A>
 void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, const A* grad_rows, int64_t grad_rows_stride,
-                   const A* grad_lse, int64_t grad_lse_stride, T* grad, int64_t grad_stride) {
+                   const A* grad_lse, int64_t grad_lse_stride, T* grad, int64_t grad_stride, bool grad_zeroed) {
   const Consts<A> k = make_consts<A>(a);
   const A* w = static_cast<const A*>(a.weight);
   const T* logits = static_cast<const T*>(a.logits);
@@ -543,7 +545,10 @@ void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, 
     parallel_for(a.rows, a.threads, [&](int64_t i) {
       const int64_t y = label_at(a, i);
       T* out = grad + i * grad_stride;
-      if (y == a.ignore_index) return zero_row(out, a.vocab, false);
+      if (y == a.ignore_index) {
+        if (!grad_zeroed) zero_row(out, a.vocab, false);
+        return;
+      }
       const A l = lse[i * lse_stride];
       const A g_lse = grad_lse != nullptr ? grad_lse[i * grad_lse_stride] : A(0);
       row_fn(logits + i * a.logits_stride, out, y, w, k, l,
@@ -627,13 +632,13 @@ void cross_entropy_forward(const CrossEntropyArgs& args, void* loss, void* lse) 
 
 void cross_entropy_backward(const CrossEntropyArgs& args, const void* lse, int64_t lse_stride, const void* grad_rows,
                             int64_t grad_rows_stride, const void* grad_lse, int64_t grad_lse_stride, void* grad,
-                            int64_t grad_stride) {
+                            int64_t grad_stride, bool grad_zeroed) {
   check_labels(args);
   with_float_type(args.logits_dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     using A = Acc<T>;
     backward_impl<T, A>(args, static_cast<const A*>(lse), lse_stride, static_cast<const A*>(grad_rows), grad_rows_stride,
-                        static_cast<const A*>(grad_lse), grad_lse_stride, static_cast<T*>(grad), grad_stride);
+                        static_cast<const A*>(grad_lse), grad_lse_stride, static_cast<T*>(grad), grad_stride, grad_zeroed);
   });
 }
 

@@ -26,11 +26,12 @@ struct CrossEntropyArgs {
 void cross_entropy_forward(const CrossEntropyArgs& args, void* loss, void* lse);
 
 // grad: [rows, vocab] in the logits' dtype with row stride grad_stride; its rows are written
-// entirely (ignored rows: zeros): grad_rows[i] times the gradient of row i's loss plus grad_lse[i]
-// times the gradient of its log-sum-exp (grad_lse nullptr: none).
+// entirely (ignored rows: zeros, left untouched when grad_zeroed says they are zeros already):
+// grad_rows[i] times the gradient of row i's loss plus grad_lse[i] times the gradient of its
+// log-sum-exp (grad_lse nullptr: none).
 void cross_entropy_backward(const CrossEntropyArgs& args, const void* lse, int64_t lse_stride, const void* grad_rows,
                             int64_t grad_rows_stride, const void* grad_lse, int64_t grad_lse_stride, void* grad,
-                            int64_t grad_stride);
+                            int64_t grad_stride, bool grad_zeroed);
 
 // The forward, then the logits (at args.logits) overwritten with the gradient of sum_i loss_i, its
 // cross-entropy and smoothing terms times grad_scale[0] and its z-loss term times grad_scale[1].

@@ -7,6 +7,8 @@ inside the kernel, before anything is written. Floats are accumulated in fp32 (f
 """
 from __future__ import annotations
 
+import mmap
+
 import torch
 
 from ..reference.cross_entropy import accumulation_dtype
@@ -16,6 +18,24 @@ from . import DTYPE_CODES, cpp, num_threads
 def _rows(logits: torch.Tensor) -> torch.Tensor:
     """logits with unit column stride (the kernels walk a row contiguously)."""
     return logits if logits.stride(1) == 1 or logits.shape[1] <= 1 or logits.shape[0] == 0 else logits.contiguous()
+
+
+# A gradient at least this large is a fresh anonymous mapping (the OS's zero pages) instead of torch's
+# allocator's memory: the backward writes the labelled rows only and never touches the ignored rows'
+# pages, so they cost no page fault, no zero-fill and no memory until something reads them (then the
+# shared zero page). On a masked-LM batch that is 85% of the gradient; its first-touch faults were
+# most of the backward's time (the zero-fill of a fresh [4096, 30522] fp32 buffer: 0.3 s idle, 2 s
+# on a loaded 2-core machine, against 0.14 s for the whole forward).
+_FRESH_BYTES = 1 << 24
+
+
+def _gradient_buffer(n: int, vocab: int, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
+    """(an [n, vocab] tensor to write the gradient into, whether it holds zeros already)."""
+    count = n * vocab
+    if count * dtype.itemsize < _FRESH_BYTES:
+        return torch.empty((n, vocab), dtype=dtype), False
+    # frombuffer keeps the mapping alive as long as the tensor; it is unmapped when both are gone.
+    return torch.frombuffer(mmap.mmap(-1, count * dtype.itemsize), dtype=dtype, count=count).view(n, vocab), True
 
 
 def _vector(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -55,7 +75,7 @@ def backward(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, lab
     logits = _rows(logits)
     n, vocab = logits.shape
     acc = accumulation_dtype(logits)
-    grad = torch.empty((n, vocab), dtype=logits.dtype)
+    grad, zeroed = _gradient_buffer(n, vocab, logits.dtype)
     lse = _vector(lse, acc).expand(n)
     grad_rows = _vector(grad_rows, acc).expand(n)  # also a 0-d upstream gradient
     grad_lse = None if grad_lse is None else _vector(grad_lse, acc).expand(n)
@@ -63,7 +83,7 @@ def backward(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, lab
     cpp().cross_entropy_backward(
         *args, lse.data_ptr(), lse.stride(0), grad_rows.data_ptr(), grad_rows.stride(0),
         0 if grad_lse is None else grad_lse.data_ptr(), 0 if grad_lse is None else grad_lse.stride(0),
-        grad.data_ptr(), vocab, num_threads(),
+        grad.data_ptr(), vocab, zeroed, num_threads(),
     )
     return grad
 

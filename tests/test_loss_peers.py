@@ -1,0 +1,197 @@
+"""The peers' own cross-entropy test grids, ported to fastmask's API and run on every backend: Liger-Kernel
+(test/transformers/test_cross_entropy.py: plain, ignore_index, label smoothing, both, z-loss with
+return_z_loss, z-loss with the other options, a loss that is not the last layer, the functional form;
+test_fused_linear_cross_entropy.py: the LM head's loss against Linear + CrossEntropyLoss) and flash-attn
+(tests/losses/test_cross_entropy.py: smoothing x logit_scale x z-loss x in-place backward x dtype).
+
+Each case keeps the peer's options and tolerances; the shapes are scaled down to CI size (the peers use
+V = 32000 to 128k on a GPU). Where the peer compares against torch in the low-precision dtype itself,
+we compare against torch in fp32 (for bf16/fp16 inputs) or fp64 (for fp32 inputs): our loss is fp32,
+so the higher-precision reference is the fair one.
+
+The whole grids run on the reference and C++ backends; on Triton (the interpreter, without a GPU) they
+are marked slow, and test_triton_runs_each_grid runs one case of each grid in CI."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastmask
+
+from .conftest import device_for
+
+FP32 = (torch.float32, 1e-8, 1e-6)   # Liger's (dtype, atol, rtol)
+BF16 = (torch.bfloat16, 1e-8, 5e-2)
+LIGER_SHAPES = [(2, 64, 320), (3, 23, 1000)]  # (B, T, V): Liger's llama and "weird" shapes, scaled down
+
+
+@pytest.fixture(params=["reference", "cpp", pytest.param("triton", marks=pytest.mark.slow)])
+def backend(request):
+    return request.param
+
+
+def reference_dtype(dtype):
+    return torch.float64 if dtype == torch.float32 else torch.float32
+
+
+def torch_loss(x, target, *, z_loss=0.0, logit_scale=1.0, **options):
+    """torch's cross-entropy in the reference precision, plus the z-loss averaged per labelled row (Liger's
+    CrossEntropyWithZLoss, flash-attn's lse_square_scale term); returns (loss, z-loss)."""
+    x = x.to(reference_dtype(x.dtype)) * logit_scale
+    ignore_index = options.get("ignore_index", -100)
+    reduction = options.get("reduction", "mean")
+    ce = F.cross_entropy(x, target, **options)
+    kept = target != ignore_index
+    z_rows = torch.where(kept, z_loss * torch.logsumexp(x, dim=-1) ** 2, 0)
+    z = z_rows.sum() / kept.sum() if reduction == "mean" else z_rows.sum() if reduction == "sum" else z_rows
+    return ce + z, z
+
+
+def inputs(b, t, v, dtype, device, *, scalar=1.0, ignore_index=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(b * t, v, generator=g) * scalar).to(dtype).to(device)
+    target = torch.randint(0, v, (b * t,), generator=g)
+    if ignore_index is not None:  # as Liger: a random number of rows, 1 to half, set to ignore_index
+        count = int(torch.randint(1, b * t // 2, (1,), generator=g))
+        target[torch.randperm(b * t, generator=g)[:count]] = ignore_index
+    return x, target.to(device)
+
+
+def check(backend, x, target, dtype_tol, *, upstream=None, ours=None, **options):
+    """Our loss (and z-loss) and gradient against torch's, within the peer's tolerance."""
+    _, atol, rtol = dtype_tol
+    z_loss, logit_scale = options.get("z_loss", 0.0), options.get("logit_scale", 1.0)
+    torch_options = {k: v for k, v in options.items() if k not in ("z_loss", "logit_scale")}
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref_loss, ref_z = torch_loss(ref_x, target, z_loss=z_loss, logit_scale=logit_scale, **torch_options)
+    our_x = x.detach().clone().requires_grad_(True)
+    ours = ours or {}
+    loss, z = fastmask.masked_cross_entropy(our_x if not ours.get("inplace_backward") else our_x * 1, target,
+                                            return_z_loss=True, backend=backend, **options, **ours)
+    torch.testing.assert_close(loss.double(), ref_loss.double(), atol=atol, rtol=rtol)
+    torch.testing.assert_close(z.double(), ref_z.double(), atol=atol, rtol=rtol)
+    g = torch.ones_like(ref_loss) if upstream is None else upstream(ref_loss)
+    (ref_grad,) = torch.autograd.grad(ref_loss, ref_x, g)
+    (grad,) = torch.autograd.grad(loss, our_x, g.to(loss.dtype))
+    assert grad.dtype == x.dtype
+    torch.testing.assert_close(grad.double(), ref_grad.double(), atol=atol, rtol=rtol)
+
+
+# --- Liger-Kernel: test_cross_entropy.py --------------------------------------------------------
+
+
+@pytest.mark.parametrize("b, t, v", LIGER_SHAPES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_correctness(backend, b, t, v, reduction, dtype_tol):
+    x, target = inputs(b, t, v, dtype_tol[0], device_for(backend))
+    check(backend, x, target, dtype_tol, reduction=reduction)
+
+
+@pytest.mark.parametrize("b, t, v, ignore_index", [(2, 64, 320, 2), (3, 23, 1000, -123)])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_ignore_index(backend, b, t, v, ignore_index, reduction, dtype_tol):
+    x, target = inputs(b, t, v, dtype_tol[0], device_for(backend), ignore_index=ignore_index)
+    check(backend, x, target, dtype_tol, ignore_index=ignore_index, reduction=reduction)
+
+
+@pytest.mark.parametrize("b, t, v, ignore_index, label_smoothing", [(2, 64, 320, None, 0.1), (3, 23, 1000, None, 0.1),
+                                                                    (2, 64, 320, 1, 0.1), (3, 23, 1000, -300, 0.2)])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_label_smoothing(backend, b, t, v, ignore_index, label_smoothing, dtype_tol):
+    x, target = inputs(b, t, v, dtype_tol[0], device_for(backend), ignore_index=ignore_index)
+    check(backend, x, target, dtype_tol, label_smoothing=label_smoothing, ignore_index=-100 if ignore_index is None else ignore_index)
+
+
+@pytest.mark.parametrize("b, t, v", LIGER_SHAPES)
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+@pytest.mark.parametrize("z_loss", [1e-4, 1e-5])  # PaLM's, Chameleon's
+def test_liger_z_loss(backend, b, t, v, dtype_tol, z_loss):
+    x, target = inputs(b, t, v, dtype_tol[0], device_for(backend))
+    check(backend, x, target, dtype_tol, z_loss=z_loss)
+
+
+@pytest.mark.parametrize("z_loss, label_smoothing, ignore_index, reduction", [
+    (1e-4, 0.1, 42, "mean"), (1e-5, 0.0, -100, "sum"), (1e-4, 0.2, 3, "sum"), (1e-5, 0.1, -100, "mean")])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_z_loss_with_other_options(backend, z_loss, label_smoothing, ignore_index, reduction, dtype_tol):
+    x, target = inputs(3, 23, 1000, dtype_tol[0], device_for(backend), ignore_index=ignore_index)
+    check(backend, x, target, dtype_tol, z_loss=z_loss, label_smoothing=label_smoothing, ignore_index=ignore_index,
+          reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_not_last_layer(backend, reduction, dtype_tol):
+    x, target = inputs(2, 64, 320, dtype_tol[0], device_for(backend))
+    check(backend, x, target, dtype_tol, reduction=reduction, upstream=lambda loss: torch.full_like(loss, 3.0))
+
+
+@pytest.mark.parametrize("b, t, v", [(2, 2, 8), (9, 7, 41)])
+@pytest.mark.parametrize("dtype_tol", [BF16, FP32])
+def test_liger_functional(backend, b, t, v, dtype_tol):
+    # Liger's functional case: ignore_index 0, z-loss 1e-4, smoothing 0.1, a random upstream gradient.
+    x, target = inputs(b, t, v, dtype_tol[0], device_for(backend))
+    g = torch.Generator().manual_seed(1)
+    check(backend, x, target, dtype_tol, ignore_index=0, z_loss=1e-4, label_smoothing=0.1,
+          upstream=lambda loss: torch.randn(loss.shape, generator=g, dtype=loss.dtype).to(loss.device))
+
+
+# --- Liger-Kernel: test_fused_linear_cross_entropy.py -------------------------------------------
+
+
+@pytest.mark.parametrize("b, t, h, v", [(2, 16, 32, 300), (3, 11, 17, 123)])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("label_smoothing, ignore_index, z_loss", [(0.0, -100, 0.0), (0.1, 42, 1e-4)])
+@pytest.mark.parametrize("dtype, atol, rtol", [(torch.bfloat16, 5e-3, 5e-2), (torch.float32, 1e-5, 5e-4)])
+def test_liger_fused_linear(backend, b, t, h, v, reduction, bias, label_smoothing, ignore_index, z_loss, dtype, atol, rtol):
+    device = device_for(backend)
+    g = torch.Generator().manual_seed(0)
+    hidden = (torch.randn(b * t, h, generator=g)).to(dtype).to(device)
+    weight = (torch.randn(v, h, generator=g) / h**0.5).to(dtype).to(device)
+    b_ = (torch.randn(v, generator=g)).to(dtype).to(device) if bias else None
+    target = torch.randint(0, v, (b * t,), generator=g)
+    target[torch.randperm(b * t, generator=g)[: b * t // 3]] = ignore_index
+    target = target.to(device)
+    leaves = [t_.clone().requires_grad_(True) for t_ in (hidden, weight, b_) if t_ is not None]
+    ref = [t_.detach().to(reference_dtype(dtype)).requires_grad_(True) for t_ in leaves]
+    logits = F.linear(ref[0], ref[1], ref[2] if bias else None)
+    ref_loss, _ = torch_loss(logits, target, z_loss=z_loss, label_smoothing=label_smoothing, ignore_index=ignore_index,
+                             reduction=reduction)
+    loss = fastmask.masked_lm_loss(leaves[0], leaves[1], target, bias=leaves[2] if bias else None,
+                                   label_smoothing=label_smoothing, ignore_index=ignore_index, z_loss=z_loss,
+                                   reduction=reduction, backend=backend)
+    torch.testing.assert_close(loss.double(), ref_loss.double(), atol=atol, rtol=rtol)
+    for got, want in zip(torch.autograd.grad(loss, leaves), torch.autograd.grad(ref_loss, ref)):
+        torch.testing.assert_close(got.double(), want.double(), atol=atol, rtol=rtol)
+
+
+# --- flash-attn: tests/losses/test_cross_entropy.py ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("inplace_backward", [False, True])
+@pytest.mark.parametrize("z_loss", [0.0, 1e-2])
+@pytest.mark.parametrize("logit_scale", [1.0, 0.7])
+@pytest.mark.parametrize("smoothing", [0.0, 0.9])
+def test_flash_attn_cross_entropy(backend, dtype, inplace_backward, z_loss, logit_scale, smoothing, vocab=2051, seqlen=16):
+    # flash-attn: batch 8 x seqlen 128 with 10 rows ignored, V = 50257 and 128k; here 4 x 16 rows, V = 2051.
+    x, target = inputs(4, seqlen, vocab, dtype, device_for(backend))
+    target[torch.randperm(4 * seqlen, generator=torch.Generator().manual_seed(2))[:10]] = -100
+    rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-3, 1e-4)  # flash-attn's gradient tolerance
+    g = torch.Generator().manual_seed(3)
+    check(backend, x, target, (dtype, atol, rtol), label_smoothing=smoothing, z_loss=z_loss, logit_scale=logit_scale,
+          ours={"inplace_backward": inplace_backward},
+          upstream=lambda loss: torch.randn(loss.shape, generator=g, dtype=loss.dtype).to(loss.device))
+
+
+def test_triton_runs_each_grid():
+    """One case of each grid on Triton (all of them: the slow-marked grids above)."""
+    test_liger_correctness("triton", 2, 8, 320, "mean", BF16)
+    test_liger_ignore_index("triton", 3, 7, 100, -123, "sum", FP32)
+    test_liger_label_smoothing("triton", 3, 7, 100, -300, 0.2, FP32)
+    test_liger_z_loss_with_other_options("triton", 1e-4, 0.1, 42, "mean", BF16)
+    test_liger_functional("triton", 9, 7, 41, FP32)
+    test_liger_fused_linear("triton", 3, 11, 17, 123, "mean", True, 0.1, 42, 1e-4, torch.float32, 1e-5, 5e-4)
+    test_flash_attn_cross_entropy("triton", torch.bfloat16, True, 1e-2, 0.7, 0.9, vocab=257, seqlen=4)
