@@ -376,7 +376,10 @@ def masked_cross_entropy(
             f"(row stride {rows.stride(0)} < {vocab} classes, e.g. an expanded tensor); pass logits.contiguous()")
     flat_labels = labels.reshape(-1)
     chosen = resolve_backend(backend, logits.device)
-    if process_group is None and (validate or (logits.device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling())):
+    if process_group is not None:
+        if validate or (logits.device.type == "cpu" and not torch.compiler.is_compiling()):
+            _check_labels(flat_labels, ignore_index, _vocab_parallel.layout(vocab, process_group, logits.device)[1])
+    elif validate or (logits.device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling()):
         _check_labels(flat_labels, ignore_index, vocab)  # the C++ kernel checks inside; GPUs only under validate
 
     with _autocast_off(logits.device):
@@ -654,8 +657,8 @@ def masked_lm_loss(
     # Exact compaction where it costs no sync (a CPU, eager) and no output shows it.
     static = device.type != "cpu" or torch.compiler.is_compiling() or per_row
     host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling())  # GPUs: validate only
-    if host_checks and process_group is None:
-        _check_labels(flat_labels, ignore_index, vocab)
+    if host_checks:  # against the whole vocabulary with a process group
+        _check_labels(flat_labels, ignore_index, vocab if process_group is None else _vocab_parallel.layout(vocab, process_group, device)[1])
     index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)
     safe = index.clamp(min=0)
     rows = flat_hidden.index_select(0, safe)

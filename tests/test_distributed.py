@@ -50,11 +50,42 @@ def test_ddp_masks_every_sample_as_one_process():
     run_ranks(2, "ddp")
 
 
+def one_rank_group():
+    """A gloo group of one rank, without init_process_group."""
+    import datetime
+
+    import torch.distributed as dist
+
+    return dist.ProcessGroupGloo(dist.HashStore(), 0, 1, datetime.timedelta(seconds=60))
+
+
+def test_one_rank_group_is_the_single_process_op():
+    group = one_rank_group()
+    logits, labels = torch.randn(6, 11, dtype=torch.float64), torch.tensor([0, 3, IGNORE, 10, 5, IGNORE])
+    outs = []
+    for g in (None, group):
+        x = logits.clone().requires_grad_(True)
+        loss, accuracy = fastmask.masked_cross_entropy(x, labels, label_smoothing=0.1, z_loss=1e-2, return_accuracy=True,
+                                                       process_group=g)
+        outs.append((loss, accuracy, *torch.autograd.grad(loss, x)))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b)
+
+
 def test_process_group_errors():
     logits = torch.randn(3, 5)
     labels = torch.tensor([0, 1, IGNORE])
     with pytest.raises(ValueError, match="process_group"):
         fastmask.masked_cross_entropy(logits, labels, process_group=object())
+    group = one_rank_group()
+    with pytest.raises(ValueError, match="weight: class weights are not supported"):
+        fastmask.masked_cross_entropy(logits, labels, weight=torch.ones(5), process_group=group)
+    with pytest.raises(ValueError, match="inplace_backward"):
+        fastmask.masked_cross_entropy(logits, labels, inplace_backward=True, process_group=group)
+    with pytest.raises(ValueError, match="labels: label 5 at row 1 is outside"):
+        fastmask.masked_cross_entropy(logits, torch.tensor([0, 5, IGNORE]), process_group=group)
+    with pytest.raises(ValueError, match="labels: label 7"):
+        fastmask.masked_lm_loss(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([7, 1, IGNORE]), process_group=group)
 
 
 # --- the ranks' side ----------------------------------------------------------------------------

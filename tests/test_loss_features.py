@@ -290,3 +290,16 @@ def test_modules_keep_z_loss_and_accuracy():
     loss = module(hidden, weight, labels)
     want = fastmask.masked_lm_loss(hidden, weight, labels, shift=True, return_accuracy=True)
     assert torch.equal(loss, want[0]) and torch.equal(module.accuracy, want[1]) and module.z_loss_value is None
+
+
+def test_large_gradient_leaves_ignored_rows_untouched_and_zero():
+    # >= 16 MiB of gradient: the C++ backward writes into fresh zero pages and skips ignored rows.
+    logits, labels = make(72, 1 << 16, ignored=0.9, seed=4)
+    x = logits.clone().requires_grad_(True)
+    loss = fastmask.masked_cross_entropy(x, labels, label_smoothing=0.1, backend="cpp")
+    (grad,) = grads(loss, x)
+    e = logits.clone().requires_grad_(True)
+    (want,) = grads(fastmask.masked_cross_entropy(e, labels, label_smoothing=0.1, backend="reference"), e)
+    torch.testing.assert_close(grad, want, atol=1e-9, rtol=1e-5)
+    assert (grad[labels == IGNORE] == 0).all()
+    grad.add_(1.0)  # an ordinary writable tensor
