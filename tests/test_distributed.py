@@ -88,6 +88,15 @@ def test_process_group_errors():
         fastmask.masked_lm_loss(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([7, 1, IGNORE]), process_group=group)
 
 
+def test_vocab_parallel_bench_case_runs():
+    from fastmask.bench.cases.loss import _vocab_parallel_case
+
+    case = _vocab_parallel_case(16, 101)  # two gloo ranks as two threads of this process
+    assert case.baseline in case.providers and len(case.providers) == 2
+    for provider in case.providers.values():
+        provider()
+
+
 # --- the ranks' side ----------------------------------------------------------------------------
 
 
