@@ -2,7 +2,10 @@
 (test/transformers/test_cross_entropy.py: plain, ignore_index, label smoothing, both, z-loss with
 return_z_loss, z-loss with the other options, a loss that is not the last layer, the functional form;
 test_fused_linear_cross_entropy.py: the LM head's loss against Linear + CrossEntropyLoss) and flash-attn
-(tests/losses/test_cross_entropy.py: smoothing x logit_scale x z-loss x in-place backward x dtype).
+(tests/losses/test_cross_entropy.py: smoothing x logit_scale x z-loss x in-place backward x dtype) and
+Apple's Cut Cross-Entropy (tests/test_cce_loss_forward.py and test_cce_loss_backward.py: the LM-head loss
+with softcap, bias, shift and ignored rows, whose error against fp32 may exceed torch's own error in the
+dtype by at most a tolerance; its vocab-parallel test is ported in tests/test_distributed.py).
 
 Each case keeps the peer's options and tolerances; the shapes are scaled down to CI size (the peers use
 V = 32000 to 128k on a GPU). Where the peer compares against torch in the low-precision dtype itself,
@@ -186,6 +189,87 @@ def test_flash_attn_cross_entropy(backend, dtype, inplace_backward, z_loss, logi
           upstream=lambda loss: torch.randn(loss.shape, generator=g, dtype=loss.dtype).to(loss.device))
 
 
+# --- Apple Cut Cross-Entropy: test_cce_loss_forward.py / test_cce_loss_backward.py ---------------
+
+CCE_SHAPES = [(64, 128, 32), (63, 127, 31)]  # (N, V, D): CCE's (256, 512, 128) and (252, 507, 123), scaled down
+
+
+@pytest.fixture(params=["cpp", pytest.param("triton", marks=pytest.mark.slow)])
+def kernel_backend(request):
+    """The CCE grids on the kernels (the reference is their oracle and has its own tests): CI-sized."""
+    return request.param
+CCE_DTYPES = [(torch.float32, 1e-5), (torch.float16, 1e-3), (torch.bfloat16, 1e-2)]
+
+
+def cce_inputs(shape, dtype, has_bias, invalids, device):
+    n, v, d = shape
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn((n, d), generator=g) / d**0.5
+    c = torch.randn((v, d), generator=g)
+    c[: min(n, v) // 2] = e[: min(n, v) // 2]  # as CCE: rows whose label logit stands out
+    bias = torch.randn(v, generator=g) * 0.02 if has_bias else None
+    targets = torch.randint(0, v, (n,), generator=g)
+    if invalids:
+        targets[torch.randperm(n, generator=g)[: int(0.2 * n)]] = -100
+    cast = lambda t: None if t is None else t.to(dtype).to(device)  # noqa: E731
+    return cast(e.view(1, n, d)), cast(c), cast(bias), targets.view(1, n).to(device)
+
+
+def cce_dense(e, c, bias, targets, softcap, shift, reduction):
+    """Linear, softcap and torch's cross-entropy in fp32 on every row (CCE's _loss)."""
+    if shift:
+        e, targets = e[:, :-1], targets[:, 1:]
+    logits = e.flatten(0, -2) @ c.T
+    if bias is not None:
+        logits = logits + bias
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    return F.cross_entropy(logits.float(), targets.flatten(), reduction=reduction)
+
+
+@pytest.mark.parametrize("dtype, error_tol", CCE_DTYPES)
+@pytest.mark.parametrize("softcap", [None, 20.0])
+@pytest.mark.parametrize("has_bias", [True, False])
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("invalids", [False, True])
+@pytest.mark.parametrize("shape", CCE_SHAPES)
+def test_cce_forward(kernel_backend, dtype, error_tol, softcap, has_bias, shift, invalids, shape):
+    backend = kernel_backend
+    e, c, bias, targets = cce_inputs(shape, dtype, has_bias, invalids, device_for(backend))
+    exact = cce_dense(e.float(), c.float(), None if bias is None else bias.float(), targets, softcap, shift, "none")
+    in_dtype = cce_dense(e, c, bias, targets, softcap, shift, "none")
+    ours = fastmask.masked_lm_loss(e, c, targets, bias=bias, softcap=softcap, shift=shift, reduction="none", backend=backend)
+    assert ((ours.flatten() - exact).abs() <= (in_dtype - exact).abs() + error_tol).all()
+
+
+@pytest.mark.parametrize("dtype, error_tol", CCE_DTYPES[1:])
+@pytest.mark.parametrize("softcap", [None, 20.0])
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("invalids", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_cce_backward(kernel_backend, dtype, error_tol, softcap, has_bias, shift, invalids, reduction, shape=CCE_SHAPES[1]):
+    backend = kernel_backend
+    e, c, bias, targets = cce_inputs(shape, dtype, has_bias, invalids, device_for(backend))
+    count = (targets[:, 1:] if shift else targets).ne(-100).sum()
+
+    def grads_of(fn, leaves):
+        leaves = [t.detach().clone().requires_grad_(True) for t in leaves if t is not None]
+        loss = fn(*leaves)
+        if reduction == "sum":
+            loss = loss / count
+        return torch.autograd.grad(loss.mean(), leaves)
+
+    leaves = (e, c, bias)
+    dense = lambda e_, c_, b_=None: cce_dense(e_, c_, b_, targets, softcap, shift, reduction)  # noqa: E731
+    exact = grads_of(lambda e_, c_, b_=None: dense(e_.float(), c_.float(), None if b_ is None else b_.float()), leaves)
+    in_dtype = grads_of(dense, leaves)
+    ours = grads_of(lambda e_, c_, b_=None: fastmask.masked_lm_loss(e_, c_, targets, bias=b_, softcap=softcap, shift=shift,
+                                                                    reduction=reduction, backend=backend), leaves)
+    for got, want, torch_grad in zip(ours, exact, in_dtype):
+        assert ((got.float() - want).abs() <= (torch_grad.float() - want).abs() + error_tol).all()
+
+
 def test_triton_runs_each_grid():
     """One case of each grid on Triton (all of them: the slow-marked grids above)."""
     test_liger_correctness("triton", 2, 8, 320, "mean", BF16)
@@ -195,3 +279,5 @@ def test_triton_runs_each_grid():
     test_liger_functional("triton", 9, 7, 41, FP32)
     test_liger_fused_linear("triton", 3, 11, 17, 123, "mean", True, 0.1, 42, 1e-4, torch.float32, 1e-5, 5e-4)
     test_flash_attn_cross_entropy("triton", torch.bfloat16, True, 1e-2, 0.7, 0.9, vocab=257, seqlen=4)
+    test_cce_forward("triton", torch.bfloat16, 1e-2, 20.0, True, True, True, (15, 37, 8))
+    test_cce_backward("triton", torch.float16, 1e-3, 20.0, True, True, True, "mean", shape=(15, 37, 8))
