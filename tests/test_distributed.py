@@ -72,6 +72,30 @@ def test_one_rank_group_is_the_single_process_op():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.gpu
+def test_nccl_one_rank_group_on_the_gpu():
+    """The NCCL path (bench/gpu_suite.sh runs the gpu tests): CUDA tensors, the Triton kernels, NCCL collectives."""
+    import torch.distributed as dist
+
+    if not hasattr(dist, "ProcessGroupNCCL"):
+        pytest.skip("torch built without NCCL")
+    group = dist.ProcessGroupNCCL(dist.HashStore(), 0, 1)
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(2, 9, 16, generator=g).cuda(), (torch.randn(300, 16, generator=g) / 4).cuda()
+    labels = torch.randint(0, 300, (2, 9), generator=g).cuda()
+    labels[:, ::3] = IGNORE
+    outs = []
+    for pg in (None, group):
+        leaves = [t.clone().requires_grad_(True) for t in (hidden, weight)]
+        loss, accuracy = fastmask.masked_lm_loss(*leaves, labels, label_smoothing=0.1, z_loss=1e-3, max_rows=12,
+                                                 return_accuracy=True, process_group=pg)
+        logits = (leaves[0] @ leaves[1].T).detach().requires_grad_(True)
+        ce = fastmask.masked_cross_entropy(logits, labels, label_smoothing=0.1, shift=True, process_group=pg)
+        outs.append((loss, accuracy, ce, *torch.autograd.grad(loss, leaves), *torch.autograd.grad(ce, logits)))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
 def test_process_group_errors():
     logits = torch.randn(3, 5)
     labels = torch.tensor([0, 1, IGNORE])
