@@ -5,7 +5,9 @@ test_fused_linear_cross_entropy.py: the LM head's loss against Linear + CrossEnt
 (tests/losses/test_cross_entropy.py: smoothing x logit_scale x z-loss x in-place backward x dtype) and
 Apple's Cut Cross-Entropy (tests/test_cce_loss_forward.py and test_cce_loss_backward.py: the LM-head loss
 with softcap, bias, shift and ignored rows, whose error against fp32 may exceed torch's own error in the
-dtype by at most a tolerance; its vocab-parallel test is ported in tests/test_distributed.py).
+dtype by at most a tolerance; its vocab-parallel test is ported in tests/test_distributed.py) and quack
+(tests/test_cross_entropy.py: per-row fp32 losses and gradients over a grid of shapes and dtypes, extreme
+values, translation invariance, first and last class).
 
 Each case keeps the peer's options and tolerances; the shapes are scaled down to CI size (the peers use
 V = 32000 to 128k on a GPU). Where the peer compares against torch in the low-precision dtype itself,
@@ -270,6 +272,58 @@ def test_cce_backward(kernel_backend, dtype, error_tol, softcap, has_bias, shift
         assert ((got.float() - want).abs() <= (torch_grad.float() - want).abs() + error_tol).all()
 
 
+# --- quack: tests/test_cross_entropy.py ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("input_dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("n", [192, 760, 1128, 4096])  # quack: 192 ... 262144
+@pytest.mark.parametrize("m", [1, 77, 289])
+def test_quack_cross_entropy(kernel_backend, m, n, input_dtype):
+    atol, rtol = 5e-5, 1e-5
+    g = torch.Generator().manual_seed(0)
+    x = (0.1 * torch.randn(m, n, generator=g)).to(input_dtype).to(device_for(kernel_backend)).requires_grad_(True)
+    target = torch.randint(0, n, (m,), generator=g).to(x.device)
+    x_ref = x.detach().clone().requires_grad_(True)
+    loss = fastmask.masked_cross_entropy(x, target, reduction="none", backend=kernel_backend)
+    loss_ref = F.cross_entropy(x_ref.float(), target, reduction="none")
+    assert loss.shape == (m,) and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, loss_ref, atol=atol, rtol=rtol)
+    assert (loss >= 0).all() and loss.isfinite().all()
+    dloss = torch.randn(m, generator=g).to(x.device)
+    (dx_ref,) = torch.autograd.grad(loss_ref, x_ref, dloss)
+    (dx,) = torch.autograd.grad(loss, x, dloss)
+    assert dx.shape == x.shape
+    torch.testing.assert_close(dx, dx_ref.to(input_dtype), atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float16, torch.float32])
+def test_quack_extreme_values(backend, input_dtype):
+    m, n = 16, 1024
+    device = device_for(backend)
+    target = torch.randint(0, n, (m,), generator=torch.Generator().manual_seed(0)).to(device)
+    log_n = torch.full((m,), float(torch.log(torch.tensor(float(n)))), device=device)
+    for value in (10.0, -10.0):  # equal logits: log(N)
+        x = torch.full((m, n), value, dtype=input_dtype, device=device)
+        torch.testing.assert_close(fastmask.masked_cross_entropy(x, target, reduction="none", backend=backend), log_n,
+                                   atol=1e-2, rtol=1e-2)
+    x = torch.full((m, n), -10.0, dtype=input_dtype, device=device)
+    x[torch.arange(m), target] = 10.0  # one-hot like: the target dominates
+    assert (fastmask.masked_cross_entropy(x, target, reduction="none", backend=backend) < 1.0).all()
+
+
+def test_quack_translation_invariance_and_edge_targets(backend):
+    device = device_for(backend)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 512, generator=g).to(device)
+    target = torch.randint(0, 512, (8,), generator=g).to(device)
+    ours = lambda logits, y: fastmask.masked_cross_entropy(logits, y, reduction="none", backend=backend)  # noqa: E731
+    torch.testing.assert_close(ours(x, target), ours(x + 100.0, target), atol=1e-5, rtol=1e-5)
+    x = 0.1 * torch.randn(16, 1024, generator=g).to(device)
+    for label in (0, 1023):  # the first and the last class
+        y = torch.full((16,), label, device=device)
+        torch.testing.assert_close(ours(x, y), F.cross_entropy(x, y, reduction="none"), atol=1e-4, rtol=1e-4)
+
+
 def test_triton_runs_each_grid():
     """One case of each grid on Triton (all of them: the slow-marked grids above)."""
     test_liger_correctness("triton", 2, 8, 320, "mean", BF16)
@@ -281,3 +335,4 @@ def test_triton_runs_each_grid():
     test_flash_attn_cross_entropy("triton", torch.bfloat16, True, 1e-2, 0.7, 0.9, vocab=257, seqlen=4)
     test_cce_forward("triton", torch.bfloat16, 1e-2, 20.0, True, True, True, (15, 37, 8))
     test_cce_backward("triton", torch.float16, 1e-3, 20.0, True, True, True, "mean", shape=(15, 37, 8))
+    test_quack_cross_entropy("triton", 77, 760, torch.bfloat16)
