@@ -605,6 +605,32 @@ void scale_grad_impl(T* grad, int64_t rows, int64_t vocab, int64_t grad_stride, 
   });
 }
 
+// Each labelled row's argmax, as torch.argmax: the first largest value, a NaN counting as the largest
+// (the first NaN). Ignored rows are not read and get ignore_index. A plain compare loop: the loss
+// kernels' passes are the expensive ones, this reads the labelled rows once more.
+template <typename T>
+void argmax_impl(const CrossEntropyArgs& a, int64_t* out) {
+  const T* logits = static_cast<const T*>(a.logits);
+  parallel_for(a.rows, a.threads, [&](int64_t i) {
+    const int64_t y = label_at(a, i);
+    if (y == a.ignore_index) {
+      out[i] = a.ignore_index;
+      return;
+    }
+    const T* x = logits + i * a.logits_stride;
+    double best = load_as<double>(x);
+    int64_t index = 0;
+    for (int64_t c = 1; c < a.vocab && !std::isnan(best); ++c) {
+      const double v = load_as<double>(x + c);
+      if (v > best || std::isnan(v)) {
+        best = v;
+        index = c;
+      }
+    }
+    out[i] = index;
+  });
+}
+
 // Calls f with a null pointer of the storage type of a float dtype code.
 template <typename F>
 void with_float_type(int dtype, const F& f) {
@@ -658,6 +684,14 @@ void cross_entropy_scale_grad(void* grad, int dtype, int64_t rows, int64_t vocab
     using T = std::remove_pointer_t<decltype(tag)>;
     scale_grad_impl<T, Acc<T>>(static_cast<T*>(grad), rows, vocab, grad_stride, static_cast<const Acc<T>*>(scale),
                                scale_stride, threads);
+  });
+}
+
+void cross_entropy_argmax(const CrossEntropyArgs& args, void* predicted) {
+  check_labels(args);
+  with_float_type(args.logits_dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    argmax_impl<T>(args, static_cast<int64_t*>(predicted));
   });
 }
 

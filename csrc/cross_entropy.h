@@ -42,6 +42,10 @@ void cross_entropy_forward_inplace(const CrossEntropyArgs& args, const void* gra
 void cross_entropy_scale_grad(void* grad, int dtype, int64_t rows, int64_t vocab, int64_t grad_stride,
                               const void* scale, int64_t scale_stride, int threads);
 
+// predicted: [rows] int64 contiguous, each labelled row's argmax (the first largest logit, the first NaN
+// if any, as torch.argmax), ignore_index for ignored rows (not read). Labels checked as the forward.
+void cross_entropy_argmax(const CrossEntropyArgs& args, void* predicted);
+
 // Test hooks. Whether the AVX2 kernels run (false: the portable ones); `enabled` false forces the
 // portable ones, true restores the best available. Returns whether AVX2 kernels run now.
 bool cross_entropy_simd(bool enabled);

@@ -276,6 +276,18 @@ PYBIND11_MODULE(_C, m) {
       },
       py::call_guard<py::gil_scoped_release>());
   m.def(
+      "cross_entropy_argmax",
+      [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
+                double label_smoothing, double z_loss, double softcap, std::uintptr_t predicted, int threads) -> std::string {
+        return guarded([&] {
+          fastmask::cross_entropy_argmax(ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype,
+                                                 labels_stride, weight, ignore_index, label_smoothing, z_loss, softcap, threads),
+                                         ptr<void>(predicted));
+        });
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
       "cross_entropy_scale_grad",
       [](std::uintptr_t grad, int dtype, int64_t rows, int64_t vocab, int64_t grad_stride, std::uintptr_t scale,
          int64_t scale_stride, int threads) -> std::string {

@@ -198,6 +198,18 @@ def _(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss,
     return rows, torch.empty_like(rows)
 
 
+@torch.library.custom_op("fastmask::ce_argmax", mutates_args=())
+def ce_argmax(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, backend: str) -> torch.Tensor:
+    """Each labelled row's argmax (torch.argmax's), ignore_index for ignored rows, which are not read:
+    the token accuracy's predictions."""
+    return _ce_module(logits, backend).argmax(logits, labels, ignore_index)
+
+
+@ce_argmax.register_fake
+def _(logits, labels, ignore_index, backend):
+    return logits.new_empty(logits.shape[0], dtype=torch.int64)
+
+
 @torch.library.custom_op("fastmask::scale_grad", mutates_args=("grad",))
 def scale_grad(grad: torch.Tensor, scale: torch.Tensor, backend: str) -> None:
     """grad *= scale ([] or one per row), skipped on the device where scale is exactly 1: an

@@ -57,9 +57,9 @@ def _chunks(total: int, size: int):
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def _predicted(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """A chunk's argmax per row (the first on ties), ignore_index where the row is ignored."""
-    return torch.where(labels != ignore_index, logits.argmax(1), ignore_index)
+def _predicted(logits: torch.Tensor, labels: torch.Tensor, options: HeadOptions) -> torch.Tensor:
+    """A chunk's argmax per labelled row (the first on ties), ignore_index where the row is ignored."""
+    return torch.ops.fastmask.ce_argmax(logits, labels, options.ignore_index, options.backend)
 
 
 def _outputs(rows: torch.Tensor, lses: list, predictions: list, options: HeadOptions):
@@ -103,7 +103,7 @@ class SummedHeadLoss(torch.autograd.Function):
             chunk = rows[start:end]
             logits = _logits(chunk, weight, bias)
             if options.predict:  # before the logits turn into their gradient
-                predictions.append(_predicted(logits, labels[start:end], options.ignore_index))
+                predictions.append(_predicted(logits, labels[start:end], options))
             loss, lse = torch.ops.fastmask.ce_forward_inplace(logits, labels[start:end], None, grad_scale, *options.ce)
             total = total + loss.sum()
             lses.append(lse)
@@ -139,7 +139,7 @@ class RowHeadLoss(torch.autograd.Function):
         for start, end in _chunks(rows.shape[0], options.chunk_size):
             logits = _logits(rows[start:end], weight, bias)
             if options.predict:
-                predictions.append(_predicted(logits, labels[start:end], options.ignore_index))
+                predictions.append(_predicted(logits, labels[start:end], options))
             loss, lse = torch.ops.fastmask.ce_forward(logits, labels[start:end], None, *options.ce)
             losses.append(loss)
             lses.append(lse)

@@ -386,7 +386,7 @@ def masked_cross_entropy(
         kept = flat_labels != ignore_index
         predictions = None
         if return_accuracy or return_predictions:  # before an in-place forward overwrites the logits
-            predictions = _predictions(rows, flat_labels, ignore_index, process_group)
+            predictions = _predictions(rows, flat_labels, ignore_index, process_group, backend)
         if logit_scale is not None:
             rows = rows * logit_scale
         ce = (ignore_index, label_smoothing, z_loss, softcap, backend)
@@ -466,14 +466,12 @@ def _row_output(values, shape, shift):
     return values[..., :-1] if shift else values
 
 
-def _predictions(rows, labels, ignore_index, process_group):
+def _predictions(rows, labels, ignore_index, process_group, backend):
     """Each labelled row's argmax (the first on ties), ignore_index for ignored rows."""
-    if process_group is not None:
-        from . import _vocab_parallel
-        predicted = _vocab_parallel.argmax(rows, process_group)
-    else:
-        predicted = rows.argmax(1) if rows.shape[0] > 0 else labels.new_zeros(0, dtype=torch.int64)
-    return torch.where(labels != ignore_index, predicted, ignore_index)
+    if process_group is None:  # a kernel that reads the labelled rows only
+        return torch.ops.fastmask.ce_argmax(rows, labels, ignore_index, backend)
+    from . import _vocab_parallel
+    return torch.where(labels != ignore_index, _vocab_parallel.argmax(rows, process_group), ignore_index)
 
 
 def _accuracy(predictions, labels, kept):

@@ -303,3 +303,26 @@ def test_large_gradient_leaves_ignored_rows_untouched_and_zero():
     torch.testing.assert_close(grad, want, atol=1e-9, rtol=1e-5)
     assert (grad[labels == IGNORE] == 0).all()
     grad.add_(1.0)  # an ordinary writable tensor
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_argmax_kernel_is_torch_argmax_on_labelled_rows(backend, dtype):
+    device = device_for(backend)
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randint(-3, 4, (9, 600), generator=g).to(dtype)  # many ties, across chunks of 256
+    logits[1, 300] = 100.0                   # the largest in a later chunk
+    logits[2, :] = float("-inf")             # all -inf: index 0
+    logits[3, 10] = float("nan")             # NaN wins
+    logits[3, 500] = float("nan")            # the first NaN
+    logits[4, 599] = float("inf")            # +inf at the last column
+    logits[5, 257] = logits[5, 3] = 50.0     # a tie across chunks: the first
+    labels = torch.tensor([1, 2, 3, -100, 5, 6, -100, 8, 9]).to(device)
+    logits = logits.to(device)
+    got = torch.ops.fastmask.ce_argmax(logits, labels, -100, backend)
+    want = torch.where(labels != -100, logits.argmax(1), -100)
+    assert torch.equal(got, want)
+
+
+def test_argmax_opcheck():
+    logits, labels = make(6, 20)
+    torch.library.opcheck(torch.ops.fastmask.ce_argmax.default, (logits, labels, IGNORE, "cpp"))

@@ -103,6 +103,15 @@ def forward_inplace(logits, labels, weight, grad_scale, ignore_index, label_smoo
     return loss, lse
 
 
+def argmax(logits, labels, ignore_index):
+    """Each labelled row's argmax, ignore_index for ignored rows (not read): int64 [N]."""
+    logits = _rows(logits)
+    predicted = torch.empty(logits.shape[0], dtype=torch.int64)
+    args, _keep = _args(logits, labels, None, ignore_index, 0.0, 0.0, 0.0)
+    cpp().cross_entropy_argmax(*args, predicted.data_ptr(), num_threads())
+    return predicted
+
+
 def scale_grad(grad, scale):
     """grad *= scale, in place: scale 0-d (nothing happens when it is 1) or one value per row."""
     n, vocab = grad.shape

@@ -93,5 +93,12 @@ def _gradient(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, la
     return grad.to(logits.dtype)
 
 
+def argmax(logits, labels, ignore_index):
+    """Each labelled row's argmax (torch.argmax's: the first largest, NaN the largest), ignore_index for
+    ignored rows."""
+    predicted = logits.argmax(1) if logits.shape[0] > 0 else labels.new_zeros(0, dtype=torch.int64)
+    return torch.where(labels != ignore_index, predicted, ignore_index)
+
+
 def scale_grad(grad, scale):
     grad.mul_(scale.reshape(-1, 1) if scale.dim() == 1 else scale)

@@ -261,6 +261,51 @@ def ce_scale_grad_kernel(
             tl.store(row_ptr + offsets, rounded_to(grad * scale, row_ptr), mask=in_row)
 
 
+@triton.jit(do_not_specialize=["vocab", "logits_stride", "labels_stride", "ignore_index"])
+def ce_argmax_kernel(
+    # pointers
+    logits_ptr,
+    labels_ptr,
+    predicted_ptr,
+    # shapes and strides
+    vocab,
+    logits_stride,
+    labels_stride,
+    # scalars
+    ignore_index,
+    # meta
+    BLOCK_V: tl.constexpr,
+):
+    """Row program: predicted[row] = the row's argmax (the first largest; a NaN counts as the largest, the
+    first one), ignore_index for an ignored row, which reads nothing."""
+    row = tl.program_id(0).to(tl.int64)
+    label = tl.load(labels_ptr + row * labels_stride).to(tl.int64)
+    if label != ignore_index:
+        row_ptr = logits_ptr + row * logits_stride
+        cols = tl.arange(0, BLOCK_V)
+        if logits_ptr.dtype.element_ty == tl.float64:  # compared in fp64, else in fp32 (exact for bf16, fp16)
+            best = tl.full((), NEG_INF, tl.float64)
+        else:
+            best = tl.full((), NEG_INF, tl.float32)
+        best_index = tl.zeros((), tl.int64)
+        seen_nan = tl.zeros((), tl.int1)
+        for start in range(0, vocab, BLOCK_V):
+            offsets = start + cols
+            x = tl.load(row_ptr + offsets, mask=offsets < vocab, other=NEG_INF).to(best.dtype)
+            # NaN first (the smallest NaN column), then the largest value's first column.
+            nan_column = tl.min(tl.where(x != x, offsets, vocab), axis=0)
+            x = tl.where(x != x, NEG_INF, x)
+            chunk_best = tl.max(x, axis=0)
+            chunk_index = tl.min(tl.where(x == chunk_best, offsets, vocab), axis=0)
+            take = (~seen_nan) & ((nan_column < vocab) | (chunk_best > best) | (start == 0))
+            best_index = tl.where(take, tl.where(nan_column < vocab, nan_column, chunk_index).to(tl.int64), best_index)
+            best = tl.where(take & (nan_column >= vocab), chunk_best, best)
+            seen_nan = seen_nan | (nan_column < vocab)
+        tl.store(predicted_ptr + row, best_index)
+    else:
+        tl.store(predicted_ptr + row, label)
+
+
 # Argument types for compiling each kernel ahead of time (fastmask/triton/hopper.py, CI's sm_90 test).
 # hopper.py compiles with Triton's default num_warps=4, so these specs use BLOCK_V = 2048: the 16 elements
 # per thread of the launch on a GPU (GPU_BLOCK_V = 4096 over GPU_NUM_WARPS = 8 in cross_entropy.py).
@@ -304,6 +349,9 @@ HOPPER_SPECS = [
     (ce_backward_kernel, _with(_BACKWARD_SIGNATURE, logits_ptr="*fp32", grad_ptr="*fp32"), {**_EVERYTHING, "HAS_GRAD_LSE": False}, _LAUNCH),
     (ce_backward_kernel, _with(_BACKWARD_SIGNATURE, **_FP64, lse_ptr="*fp64", grad_rows_ptr="*fp64", grad_lse_ptr="*fp64",
                                grad_ptr="*fp64"), {**_EVERYTHING, "HAS_GRAD_LSE": True}, _LAUNCH),
+    (ce_argmax_kernel, {"logits_ptr": "*bf16", "labels_ptr": "*i64", "predicted_ptr": "*i64", "vocab": "i32",
+                        "logits_stride": "i64", "labels_stride": "i64", "ignore_index": "i64", "BLOCK_V": "constexpr"},
+     {"BLOCK_V": 4096}, _LAUNCH),
     (ce_scale_grad_kernel, {"grad_ptr": "*bf16", "scale_ptr": "*fp32", "vocab": "i32", "grad_stride": "i64",
                             "scale_stride": "i64", "BLOCK_V": "constexpr"}, {"BLOCK_V": 4096}, _LAUNCH),
 ]

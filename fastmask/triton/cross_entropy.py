@@ -7,7 +7,7 @@ import triton
 
 from ..reference.cross_entropy import accumulation_dtype
 from . import INTERPRETED, on_device_of
-from ._ce_kernels import ce_backward_kernel, ce_forward_kernel, ce_scale_grad_kernel
+from ._ce_kernels import ce_argmax_kernel, ce_backward_kernel, ce_forward_kernel, ce_scale_grad_kernel
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 # Chunk of the vocabulary a program holds at once. On a GPU 4096 elements over 8 warps: 16 per thread
@@ -112,6 +112,21 @@ def backward(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, lab
             **_launch_config(vocab),
         )
     return grad
+
+
+def argmax(logits, labels, ignore_index):
+    """Each labelled row's argmax, ignore_index for ignored rows (not read): int64 [N]."""
+    _check_dtype("logits", logits)
+    n, vocab = logits.shape
+    predicted = torch.empty(n, dtype=torch.int64, device=logits.device)
+    if n == 0:
+        return predicted
+    if logits.stride(1) != 1 and vocab > 1:
+        logits = logits.contiguous()
+    with on_device_of(logits):
+        ce_argmax_kernel[(n,)](logits, labels, predicted, vocab, logits.stride(0), labels.stride(0), ignore_index,
+                               **_launch_config(vocab))
+    return predicted
 
 
 def scale_grad(grad, scale):
