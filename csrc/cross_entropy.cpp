@@ -98,22 +98,36 @@ A row_loss(A lse, A z_y, A w_y, A weighted_z_sum, const Consts<A>& k) {
   return loss;
 }
 
-// log-sum-exp from the running max m and the sum s of exp(z - m). A +inf logit gives +inf (NaN if
-// the row holds a NaN), as torch.logsumexp does; the online sum alone would give NaN.
-template <typename T>
-bool row_has_nan(const T* x, int64_t vocab) {
-  for (int64_t c = 0; c < vocab; ++c) {
-    if (std::isnan(load_as<double>(x + c))) return true;
-  }
-  return false;
+// log-sum-exp from the running max m and the sum s of exp(z - m). A +inf logit gives NaN, as
+// torch.nn.functional.cross_entropy does (its log_softmax computes inf - inf); so does a NaN (the
+// online sum carries it).
+template <typename A>
+A finish_lse(double m, double s) {
+  if (m == std::numeric_limits<double>::infinity()) return std::numeric_limits<A>::quiet_NaN();
+  return static_cast<A>(m + std::log(s));
 }
 
-template <typename T, typename A>
-A finish_lse(const T* x, int64_t vocab, double m, double s) {
-  if (m == std::numeric_limits<double>::infinity()) {
-    return row_has_nan(x, vocab) ? std::numeric_limits<A>::quiet_NaN() : std::numeric_limits<A>::infinity();
-  }
-  return static_cast<A>(m + std::log(s));
+// A row's gradient, before the softcap's and logit scale's chain factors:
+//   g_c = p_c * prob - smooth * w_c - target * [c == y]
+// The forward-in-place and the backward fill it from their own scales (row_grad_* below).
+template <typename A>
+struct RowGrad {
+  A prob, smooth, target;
+};
+
+// backward: upstream gradients grad_row of the row's loss and grad_lse of its log-sum-exp.
+template <typename A>
+RowGrad<A> row_grad_backward(A w_y, A lse, A grad_row, A grad_lse, const Consts<A>& k) {
+  return {grad_row * (k.keep * w_y + k.smooth * k.total_weight + k.two_z_loss * lse) + grad_lse, grad_row * k.smooth,
+          grad_row * k.keep * w_y};
+}
+
+// forward in place: scale_ce multiplies the cross-entropy and smoothing terms, scale_z the z-loss term
+// (a weighted "mean" divides them by different counts).
+template <typename A>
+RowGrad<A> row_grad_inplace(A w_y, A lse, A scale_ce, A scale_z, const Consts<A>& k) {
+  return {scale_ce * (k.keep * w_y + k.smooth * k.total_weight) + scale_z * k.two_z_loss * lse, scale_ce * k.smooth,
+          scale_ce * k.keep * w_y};
 }
 
 #ifdef FASTMASK_CE_X86
@@ -133,7 +147,9 @@ __attribute__((target("avx"))) void zero_bytes_streaming(char* p, size_t bytes) 
 // Zeros a row. `resident`: the row's memory is in use (the logits, overwritten in place), where
 // streaming stores save the read of every line (measured: 70 -> 40 ms for 425 MB of ignored rows).
 // A fresh output (the backward's) pays a page fault per 4 KiB page on first touch, which dwarfs the
-// stores (~300 ms for 425 MB here), and each page the OS has just zeroed is in cache: plain memset.
+// stores (~300 ms for 425 MB here, seconds on a loaded machine), and each page the OS has just zeroed
+// is in cache: plain memset. The C++ launcher avoids even that for large gradients: it hands the
+// backward a fresh anonymous mapping (grad_zeroed), whose ignored rows are never touched at all.
 // (Transparent huge pages were tried: 4x fewer fault costs when freed huge pages are at hand, but
 // 2x slower than 4 KiB pages after other large allocations came and went, as in a training step.)
 template <typename T>
@@ -169,27 +185,25 @@ void forward_row_portable(const T* x, int64_t y, const A* w, const Consts<A>& k,
     }
     if (k.smoothing) wz += (w != nullptr ? w[c] : A(1)) * z;
   }
-  lse = finish_lse<T, A>(x, k.vocab, static_cast<double>(m), s);
+  lse = finish_lse<A>(static_cast<double>(m), s);
   loss = row_loss<A>(lse, capped(load_as<A>(x + y), k), w != nullptr ? w[y] : A(1), static_cast<A>(wz), k);
 }
 
 // out may be x (in place): each value is read before it is written, and the label's gradient is
 // computed before the loop.
 template <typename T, typename A>
-void backward_row_portable(const T* x, T* out, int64_t y, const A* w, const Consts<A>& k, A lse, A grad_row) {
-  const A w_y = w != nullptr ? w[y] : A(1);
-  const A coef = k.keep * w_y + k.smooth * k.total_weight + k.two_z_loss * lse;
+void backward_row_portable(const T* x, T* out, int64_t y, const A* w, const Consts<A>& k, A lse, const RowGrad<A>& r) {
   auto grad = [&](A x_c, A w_c, bool target) {
     const A z = capped(x_c, k);
-    A g = std::exp(z - lse) * coef - k.smooth * w_c;
-    if (target) g = g - k.keep * w_y;
+    A g = std::exp(z - lse) * r.prob - r.smooth * w_c;
+    if (target) g = g - r.target;
     if (k.capped) {
       const A q = z / k.cap;
       g = g * (1 - q * q);
     }
-    return g * grad_row;
+    return g;
   };
-  const A g_y = grad(load_as<A>(x + y), w_y, true);
+  const A g_y = grad(load_as<A>(x + y), w != nullptr ? w[y] : A(1), true);
   for (int64_t c = 0; c < k.vocab; ++c) store_from<A>(out + c, grad(load_as<A>(x + c), w != nullptr ? w[c] : A(1), false));
   store_from<A>(out + y, g_y);
 }
@@ -380,15 +394,15 @@ FASTMASK_AVX2 void forward_row_avx2(const T* x, int64_t y, const float* w, const
     if (rest > 0) s1 = _mm256_add_ps(s1, exp8(_mm256_sub_ps(tail, shift)));  // padding: exp(-inf) = 0
     s += static_cast<double>(hsum(_mm256_add_ps(s0, s1)));
   }
-  lse = finish_lse<T, float>(x, vocab, static_cast<double>(m), s);
+  lse = finish_lse<float>(static_cast<double>(m), s);
   float t_y;
   const float z_y = capped_value<Capped>(load_as<float>(x + y), k, t_y);
   loss = row_loss<float>(lse, z_y, Weighted ? w[y] : 1.0f, static_cast<float>(wz), k);
 }
 
-// The gradient of 8 values (before the label's own term), times the row's upstream gradient.
+// The gradient of 8 values (before the label's own term).
 struct GradConsts {
-  __m256 coef, lse, row, smooth, one;
+  __m256 prob, lse, smooth, one;
 };
 
 template <bool Capped, bool Smoothing, bool Weighted>
@@ -396,28 +410,25 @@ FASTMASK_AVX2_INLINE __m256 grad_vector(__m256 xv, __m256 wv, const Consts<float
   __m256 t = _mm256_setzero_ps();
   const __m256 z = cap8<Capped>(xv, k, t);
   const __m256 p = exp8(_mm256_sub_ps(z, c.lse));
-  __m256 g = Smoothing ? _mm256_fmsub_ps(p, c.coef, Weighted ? _mm256_mul_ps(c.smooth, wv) : c.smooth) : _mm256_mul_ps(p, c.coef);
+  __m256 g = Smoothing ? _mm256_fmsub_ps(p, c.prob, Weighted ? _mm256_mul_ps(c.smooth, wv) : c.smooth) : _mm256_mul_ps(p, c.prob);
   if (Capped) g = _mm256_mul_ps(g, _mm256_fnmadd_ps(t, t, c.one));
-  return _mm256_mul_ps(g, c.row);
+  return g;
 }
 
 // out may be x (in place): each vector is read before it is written, and the label's gradient is
 // computed before the loop and stored after it.
 template <typename T, bool Capped, bool Smoothing, bool Weighted>
-FASTMASK_AVX2 void backward_row_avx2(const T* x, T* out, int64_t y, const float* w, const Consts<float>& k, float lse, float grad_row) {
+FASTMASK_AVX2 void backward_row_avx2(const T* x, T* out, int64_t y, const float* w, const Consts<float>& k, float lse,
+                                     const RowGrad<float>& r) {
   const int64_t vocab = k.vocab;
-  const float w_y = Weighted ? w[y] : 1.0f;
-  const float coef = k.keep * w_y + k.smooth * k.total_weight + k.two_z_loss * lse;
-  const __m256 coefv = _mm256_set1_ps(coef), lsev = _mm256_set1_ps(lse), rowv = _mm256_set1_ps(grad_row);
-  const __m256 smoothv = _mm256_set1_ps(k.smooth), one = _mm256_set1_ps(1.0f);
-  const GradConsts g{coefv, lsev, rowv, smoothv, one};
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const GradConsts g{_mm256_set1_ps(r.prob), _mm256_set1_ps(lse), _mm256_set1_ps(r.smooth), one};
   // The label's gradient, by the same vector code.
   float t_y;
   const float z_y = capped_value<Capped>(load_as<float>(x + y), k, t_y);
   const float p_y = _mm256_cvtss_f32(exp8(_mm256_set1_ps(z_y - lse)));
-  float g_y = p_y * coef - k.smooth * w_y - k.keep * w_y;
+  float g_y = p_y * r.prob - r.smooth * (Weighted ? w[y] : 1.0f) - r.target;
   if (Capped) g_y *= 1 - t_y * t_y;
-  g_y *= grad_row;
 
   const int64_t full = vocab & ~int64_t(7);
   int64_t c = 0;
@@ -461,7 +472,7 @@ FASTMASK_AVX2 void convert_avx2(const From* in, To* out, int64_t n) {
 template <typename T>
 using ForwardRowAvx2 = void (*)(const T*, int64_t, const float*, const Consts<float>&, float&, float&);
 template <typename T>
-using BackwardRowAvx2 = void (*)(const T*, T*, int64_t, const float*, const Consts<float>&, float, float);
+using BackwardRowAvx2 = void (*)(const T*, T*, int64_t, const float*, const Consts<float>&, float, const RowGrad<float>&);
 
 template <typename T>
 ForwardRowAvx2<T> forward_row_avx2_for(const Consts<float>& k, bool weighted) {
@@ -526,7 +537,7 @@ void forward_impl(const CrossEntropyArgs& a, A* loss, A* lse) {
 
 template <typename T, typename A>
 void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, const A* grad_rows, int64_t grad_rows_stride,
-                   T* grad, int64_t grad_stride) {
+                   const A* grad_lse, int64_t grad_lse_stride, T* grad, int64_t grad_stride, bool grad_zeroed) {
   const Consts<A> k = make_consts<A>(a);
   const A* w = static_cast<const A*>(a.weight);
   const T* logits = static_cast<const T*>(a.logits);
@@ -534,8 +545,14 @@ void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, 
     parallel_for(a.rows, a.threads, [&](int64_t i) {
       const int64_t y = label_at(a, i);
       T* out = grad + i * grad_stride;
-      if (y == a.ignore_index) return zero_row(out, a.vocab, false);
-      row_fn(logits + i * a.logits_stride, out, y, w, k, lse[i * lse_stride], grad_rows[i * grad_rows_stride]);
+      if (y == a.ignore_index) {
+        if (!grad_zeroed) zero_row(out, a.vocab, false);
+        return;
+      }
+      const A l = lse[i * lse_stride];
+      const A g_lse = grad_lse != nullptr ? grad_lse[i * grad_lse_stride] : A(0);
+      row_fn(logits + i * a.logits_stride, out, y, w, k, l,
+             row_grad_backward<A>(w != nullptr ? w[y] : A(1), l, grad_rows[i * grad_rows_stride], g_lse, k));
     });
   };
 #ifdef FASTMASK_CE_X86
@@ -547,7 +564,7 @@ void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, 
 }
 
 template <typename T, typename A>
-void forward_inplace_impl(const CrossEntropyArgs& a, A grad_scale, A* loss, A* lse) {
+void forward_inplace_impl(const CrossEntropyArgs& a, A scale_ce, A scale_z, A* loss, A* lse) {
   const Consts<A> k = make_consts<A>(a);
   const A* w = static_cast<const A*>(a.weight);
   T* logits = static_cast<T*>(const_cast<void*>(a.logits));
@@ -561,7 +578,7 @@ void forward_inplace_impl(const CrossEntropyArgs& a, A grad_scale, A* loss, A* l
         return zero_row(row, a.vocab, true);
       }
       forward_row(row, y, w, k, loss[i], lse[i]);
-      backward_row(row, row, y, w, k, lse[i], grad_scale);
+      backward_row(row, row, y, w, k, lse[i], row_grad_inplace<A>(w != nullptr ? w[y] : A(1), lse[i], scale_ce, scale_z, k));
     });
   };
 #ifdef FASTMASK_CE_X86
@@ -585,6 +602,32 @@ void scale_grad_impl(T* grad, int64_t rows, int64_t vocab, int64_t grad_stride, 
     }
 #endif
     scale_row_portable<T, A>(row, vocab, s);
+  });
+}
+
+// Each labelled row's argmax, as torch.argmax: the first largest value, a NaN counting as the largest
+// (the first NaN). Ignored rows are not read and get ignore_index. A plain compare loop: the loss
+// kernels' passes are the expensive ones, this reads the labelled rows once more.
+template <typename T>
+void argmax_impl(const CrossEntropyArgs& a, int64_t* out) {
+  const T* logits = static_cast<const T*>(a.logits);
+  parallel_for(a.rows, a.threads, [&](int64_t i) {
+    const int64_t y = label_at(a, i);
+    if (y == a.ignore_index) {
+      out[i] = a.ignore_index;
+      return;
+    }
+    const T* x = logits + i * a.logits_stride;
+    double best = load_as<double>(x);
+    int64_t index = 0;
+    for (int64_t c = 1; c < a.vocab && !std::isnan(best); ++c) {
+      const double v = load_as<double>(x + c);
+      if (v > best || std::isnan(v)) {
+        best = v;
+        index = c;
+      }
+    }
+    out[i] = index;
   });
 }
 
@@ -614,12 +657,14 @@ void cross_entropy_forward(const CrossEntropyArgs& args, void* loss, void* lse) 
 }
 
 void cross_entropy_backward(const CrossEntropyArgs& args, const void* lse, int64_t lse_stride, const void* grad_rows,
-                            int64_t grad_rows_stride, void* grad, int64_t grad_stride) {
+                            int64_t grad_rows_stride, const void* grad_lse, int64_t grad_lse_stride, void* grad,
+                            int64_t grad_stride, bool grad_zeroed) {
   check_labels(args);
   with_float_type(args.logits_dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    backward_impl<T, Acc<T>>(args, static_cast<const Acc<T>*>(lse), lse_stride, static_cast<const Acc<T>*>(grad_rows),
-                             grad_rows_stride, static_cast<T*>(grad), grad_stride);
+    using A = Acc<T>;
+    backward_impl<T, A>(args, static_cast<const A*>(lse), lse_stride, static_cast<const A*>(grad_rows), grad_rows_stride,
+                        static_cast<const A*>(grad_lse), grad_lse_stride, static_cast<T*>(grad), grad_stride, grad_zeroed);
   });
 }
 
@@ -627,8 +672,9 @@ void cross_entropy_forward_inplace(const CrossEntropyArgs& args, const void* gra
   check_labels(args);  // before anything is written
   with_float_type(args.logits_dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    forward_inplace_impl<T, Acc<T>>(args, *static_cast<const Acc<T>*>(grad_scale), static_cast<Acc<T>*>(loss),
-                                    static_cast<Acc<T>*>(lse));
+    using A = Acc<T>;
+    const A* scale = static_cast<const A*>(grad_scale);
+    forward_inplace_impl<T, A>(args, scale[0], scale[1], static_cast<A*>(loss), static_cast<A*>(lse));
   });
 }
 
@@ -638,6 +684,14 @@ void cross_entropy_scale_grad(void* grad, int dtype, int64_t rows, int64_t vocab
     using T = std::remove_pointer_t<decltype(tag)>;
     scale_grad_impl<T, Acc<T>>(static_cast<T*>(grad), rows, vocab, grad_stride, static_cast<const Acc<T>*>(scale),
                                scale_stride, threads);
+  });
+}
+
+void cross_entropy_argmax(const CrossEntropyArgs& args, void* predicted) {
+  check_labels(args);
+  with_float_type(args.logits_dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    argmax_impl<T>(args, static_cast<int64_t*>(predicted));
   });
 }
 

@@ -26,18 +26,25 @@ struct CrossEntropyArgs {
 void cross_entropy_forward(const CrossEntropyArgs& args, void* loss, void* lse);
 
 // grad: [rows, vocab] in the logits' dtype with row stride grad_stride; its rows are written
-// entirely (ignored rows: zeros). grad_rows[i] multiplies row i's gradient.
+// entirely (ignored rows: zeros, left untouched when grad_zeroed says they are zeros already):
+// grad_rows[i] times the gradient of row i's loss plus grad_lse[i] times the gradient of its
+// log-sum-exp (grad_lse nullptr: none).
 void cross_entropy_backward(const CrossEntropyArgs& args, const void* lse, int64_t lse_stride, const void* grad_rows,
-                            int64_t grad_rows_stride, void* grad, int64_t grad_stride);
+                            int64_t grad_rows_stride, const void* grad_lse, int64_t grad_lse_stride, void* grad,
+                            int64_t grad_stride, bool grad_zeroed);
 
-// The forward, then the logits (at args.logits) overwritten with *grad_scale times the gradient of
-// sum_i loss_i.
+// The forward, then the logits (at args.logits) overwritten with the gradient of sum_i loss_i, its
+// cross-entropy and smoothing terms times grad_scale[0] and its z-loss term times grad_scale[1].
 void cross_entropy_forward_inplace(const CrossEntropyArgs& args, const void* grad_scale, void* loss, void* lse);
 
 // grad [rows, vocab] (row stride grad_stride) times scale: one value (scale_stride 0, skipped when it is
 // 1) or one per row. scale in the accumulation type of grad's dtype.
 void cross_entropy_scale_grad(void* grad, int dtype, int64_t rows, int64_t vocab, int64_t grad_stride,
                               const void* scale, int64_t scale_stride, int threads);
+
+// predicted: [rows] int64 contiguous, each labelled row's argmax (the first largest logit, the first NaN
+// if any, as torch.argmax), ignore_index for ignored rows (not read). Labels checked as the forward.
+void cross_entropy_argmax(const CrossEntropyArgs& args, void* predicted);
 
 // Test hooks. Whether the AVX2 kernels run (false: the portable ones); `enabled` false forces the
 // portable ones, true restores the best available. Returns whether AVX2 kernels run now.

@@ -111,12 +111,14 @@ PYBIND11_MODULE(_C, m) {
       [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
                 std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
                 double label_smoothing, double z_loss, double softcap, std::uintptr_t lse, int64_t lse_stride,
-                std::uintptr_t grad_rows, int64_t grad_rows_stride, std::uintptr_t grad, int64_t grad_stride, int threads) -> std::string {
+                std::uintptr_t grad_rows, int64_t grad_rows_stride, std::uintptr_t grad_lse, int64_t grad_lse_stride,
+                std::uintptr_t grad, int64_t grad_stride, bool grad_zeroed, int threads) -> std::string {
         return guarded([&] {
           fastmask::cross_entropy_backward(ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype,
                                                    labels_stride, weight, ignore_index, label_smoothing, z_loss, softcap, threads),
                                            ptr<const void>(lse), lse_stride, ptr<const void>(grad_rows), grad_rows_stride,
-                                           ptr<void>(grad), grad_stride);
+                                           ptr<const void>(grad_lse), grad_lse_stride, ptr<void>(grad), grad_stride,
+                                           grad_zeroed);
         });
       },
       py::call_guard<py::gil_scoped_release>());
@@ -131,6 +133,18 @@ PYBIND11_MODULE(_C, m) {
               ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype, labels_stride, weight,
                       ignore_index, label_smoothing, z_loss, softcap, threads),
               ptr<const void>(grad_scale), ptr<void>(loss), ptr<void>(lse));
+        });
+      },
+      py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "cross_entropy_argmax",
+      [ce_args](std::uintptr_t logits, int logits_dtype, int64_t rows, int64_t vocab, int64_t logits_stride,
+                std::uintptr_t labels, int labels_dtype, int64_t labels_stride, std::uintptr_t weight, int64_t ignore_index,
+                double label_smoothing, double z_loss, double softcap, std::uintptr_t predicted, int threads) -> std::string {
+        return guarded([&] {
+          fastmask::cross_entropy_argmax(ce_args(logits, logits_dtype, rows, vocab, logits_stride, labels, labels_dtype,
+                                                 labels_stride, weight, ignore_index, label_smoothing, z_loss, softcap, threads),
+                                         ptr<void>(predicted));
         });
       },
       py::call_guard<py::gil_scoped_release>());

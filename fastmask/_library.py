@@ -158,15 +158,17 @@ def _(logits, labels, weight, ignore_index, label_smoothing, z_loss, softcap, ba
 @torch.library.custom_op("fastmask::ce_backward", mutates_args=())
 def ce_backward(
     logits: torch.Tensor, labels: torch.Tensor, weight: Optional[torch.Tensor], lse: torch.Tensor,
-    grad_rows: torch.Tensor, ignore_index: int, label_smoothing: float, z_loss: float, softcap: float, backend: str,
+    grad_rows: torch.Tensor, grad_lse: Optional[torch.Tensor], ignore_index: int, label_smoothing: float, z_loss: float,
+    softcap: float, backend: str,
 ) -> torch.Tensor:
-    """d(sum_i grad_rows[i] * loss_i) / d logits, in logits' dtype, recomputed from the saved lse."""
+    """d(sum_i grad_rows[i] * loss_i + grad_lse[i] * lse_i) / d logits, in logits' dtype, recomputed from
+    the saved lse (grad_lse None: 0)."""
     return _ce_module(logits, backend).backward(
-        logits, labels, weight, lse, grad_rows, ignore_index, label_smoothing, z_loss, softcap)
+        logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, label_smoothing, z_loss, softcap)
 
 
 @ce_backward.register_fake
-def _(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothing, z_loss, softcap, backend):
+def _(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, label_smoothing, z_loss, softcap, backend):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
@@ -177,8 +179,10 @@ def _ce_setup_context(ctx, inputs, output):
 
 
 def _ce_autograd(ctx, grad_loss, grad_lse):
+    """Both outputs are differentiable: the lse (d lse / d z = softmax) feeds a z-loss or a
+    distillation term computed outside the op."""
     logits, labels, weight, lse = ctx.saved_tensors
-    grad = torch.ops.fastmask.ce_backward(logits, labels, weight, lse, grad_loss, *ctx.options)
+    grad = torch.ops.fastmask.ce_backward(logits, labels, weight, lse, grad_loss, grad_lse, *ctx.options)
     return grad, None, None, None, None, None, None, None
 
 
@@ -190,7 +194,8 @@ def ce_forward_inplace(
     logits: torch.Tensor, labels: torch.Tensor, weight: Optional[torch.Tensor], grad_scale: torch.Tensor,
     ignore_index: int, label_smoothing: float, z_loss: float, softcap: float, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ce_forward that also overwrites logits with grad_scale * d(sum_i loss_i) / d logits."""
+    """ce_forward that also overwrites logits with d(sum_i loss_i) / d logits, its cross-entropy and
+    smoothing terms times grad_scale[0] and its z-loss term times grad_scale[1]."""
     return _ce_module(logits, backend).forward_inplace(
         logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap)
 
@@ -199,6 +204,18 @@ def ce_forward_inplace(
 def _(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap, backend):
     rows = logits.new_empty(logits.shape[0], dtype=accumulation_dtype(logits))
     return rows, torch.empty_like(rows)
+
+
+@torch.library.custom_op("fastmask::ce_argmax", mutates_args=())
+def ce_argmax(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, backend: str) -> torch.Tensor:
+    """Each labelled row's argmax (torch.argmax's), ignore_index for ignored rows, which are not read:
+    the token accuracy's predictions."""
+    return _ce_module(logits, backend).argmax(logits, labels, ignore_index)
+
+
+@ce_argmax.register_fake
+def _(logits, labels, ignore_index, backend):
+    return logits.new_empty(logits.shape[0], dtype=torch.int64)
 
 
 @torch.library.custom_op("fastmask::scale_grad", mutates_args=("grad",))

@@ -31,7 +31,8 @@ def default_chunk_size(vocab: int, device: torch.device) -> int:
 
 
 class HeadOptions(NamedTuple):
-    """The cross-entropy options (as the ce ops take them) and the chunk size."""
+    """The cross-entropy options (as the ce ops take them), the chunk size, and whether to return each
+    row's argmax (the predicted id; ignore_index for ignored rows)."""
 
     ignore_index: int
     label_smoothing: float
@@ -39,6 +40,7 @@ class HeadOptions(NamedTuple):
     softcap: float
     backend: str
     chunk_size: int
+    predict: bool = False
 
     @property
     def ce(self) -> tuple:
@@ -53,6 +55,19 @@ def _logits(rows: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
 
 def _chunks(total: int, size: int):
     return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _predicted(logits: torch.Tensor, labels: torch.Tensor, options: HeadOptions) -> torch.Tensor:
+    """A chunk's argmax per labelled row (the first on ties), ignore_index where the row is ignored."""
+    return torch.ops.fastmask.ce_argmax(logits, labels, options.ignore_index, options.backend)
+
+
+def _outputs(rows: torch.Tensor, lses: list, predictions: list, options: HeadOptions):
+    acc = accumulation_dtype(rows)
+    lse = torch.cat(lses) if lses else rows.new_zeros(0, dtype=acc)
+    if not options.predict:
+        return lse, rows.new_zeros(0, dtype=torch.int64)
+    return lse, torch.cat(predictions) if predictions else rows.new_zeros(0, dtype=torch.int64)
 
 
 def _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bias, start: int, end: int) -> None:
@@ -70,8 +85,8 @@ def _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bia
 
 
 class SummedHeadLoss(torch.autograd.Function):
-    """scale * sum_i loss_i over rows h [R, D]; gradients computed in the forward for an upstream
-    gradient of 1, rescaled in backward."""
+    """(scale * sum_i loss_i, lse [R], predicted ids [R] or [0] without options.predict) over rows h [R, D];
+    gradients computed in the forward for an upstream gradient of 1, rescaled in backward."""
 
     @staticmethod
     def forward(ctx, rows, weight, bias, labels, scale, options: HeadOptions):
@@ -82,11 +97,16 @@ class SummedHeadLoss(torch.autograd.Function):
         # Summed over chunks in the accumulation dtype: fp16/bf16 sums of many chunks lose bits.
         grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_weight else None
         grad_bias = torch.zeros(bias.shape, dtype=acc, device=bias.device) if want_bias else None
+        grad_scale = scale.to(acc).reshape(1).expand(2)  # the same scale for the z-loss: no class weights here
+        lses, predictions = [], []
         for start, end in _chunks(rows.shape[0], options.chunk_size):
             chunk = rows[start:end]
             logits = _logits(chunk, weight, bias)
-            loss, _ = torch.ops.fastmask.ce_forward_inplace(logits, labels[start:end], None, scale, *options.ce)
+            if options.predict:  # before the logits turn into their gradient
+                predictions.append(_predicted(logits, labels[start:end], options))
+            loss, lse = torch.ops.fastmask.ce_forward_inplace(logits, labels[start:end], None, grad_scale, *options.ce)
             total = total + loss.sum()
+            lses.append(lse)
             # logits now hold scale * dloss/dlogits
             _backprop_chunk(logits, chunk, weight, grad_rows, grad_weight, grad_bias, start, end)
             del logits  # before the next chunk's logits exist
@@ -94,10 +114,12 @@ class SummedHeadLoss(torch.autograd.Function):
                  ((grad_rows, rows.dtype), (grad_weight, weight.dtype), (grad_bias, None if bias is None else bias.dtype))]
         ctx.save_for_backward(*saved)
         ctx.backend = options.backend
-        return total * scale
+        lse, predicted = _outputs(rows, lses, predictions, options)
+        ctx.mark_non_differentiable(lse, predicted)
+        return total * scale, lse, predicted
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_loss, grad_lse, grad_predicted):
         grads = []
         for grad in ctx.saved_tensors:
             if grad is not None:
@@ -108,23 +130,29 @@ class SummedHeadLoss(torch.autograd.Function):
 
 
 class RowHeadLoss(torch.autograd.Function):
-    """Per-row losses [R]; backward recomputes each chunk's logits from the saved log-sum-exp."""
+    """(per-row losses [R], lse [R], predicted ids [R] or [0]); both the losses and the lse are
+    differentiable: backward recomputes each chunk's logits from the saved log-sum-exp."""
 
     @staticmethod
     def forward(ctx, rows, weight, bias, labels, options: HeadOptions):
-        losses, lses = [], []
+        losses, lses, predictions = [], [], []
         for start, end in _chunks(rows.shape[0], options.chunk_size):
-            loss, lse = torch.ops.fastmask.ce_forward(_logits(rows[start:end], weight, bias), labels[start:end], None, *options.ce)
+            logits = _logits(rows[start:end], weight, bias)
+            if options.predict:
+                predictions.append(_predicted(logits, labels[start:end], options))
+            loss, lse = torch.ops.fastmask.ce_forward(logits, labels[start:end], None, *options.ce)
             losses.append(loss)
             lses.append(lse)
-        acc = accumulation_dtype(rows)
-        loss = torch.cat(losses) if losses else rows.new_zeros(0, dtype=acc)
-        ctx.save_for_backward(rows, weight, bias, labels, torch.cat(lses) if lses else loss)
+            del logits
+        lse, predicted = _outputs(rows, lses, predictions, options)
+        loss = torch.cat(losses) if losses else torch.zeros_like(lse)
+        ctx.save_for_backward(rows, weight, bias, labels, lse)
         ctx.options = options
-        return loss
+        ctx.mark_non_differentiable(predicted)
+        return loss, lse, predicted
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_loss, grad_lse, grad_predicted):
         rows, weight, bias, labels, lse = ctx.saved_tensors
         options = ctx.options
         want_rows, want_weight, want_bias = ctx.needs_input_grad[:3]
@@ -135,7 +163,8 @@ class RowHeadLoss(torch.autograd.Function):
         for start, end in _chunks(rows.shape[0], options.chunk_size):
             chunk = rows[start:end]
             grad_logits = torch.ops.fastmask.ce_backward(
-                _logits(chunk, weight, bias), labels[start:end], None, lse[start:end], grad_loss[start:end], *options.ce)
+                _logits(chunk, weight, bias), labels[start:end], None, lse[start:end], grad_loss[start:end],
+                None if grad_lse is None else grad_lse[start:end], *options.ce)
             _backprop_chunk(grad_logits, chunk, weight, grad_rows, grad_weight, grad_bias, start, end)
             del grad_logits
         return (grad_rows, None if grad_weight is None else grad_weight.to(weight.dtype),
@@ -143,19 +172,24 @@ class RowHeadLoss(torch.autograd.Function):
 
 
 class FusedHeadLoss(torch.autograd.Function):
-    """Per-row losses [R] (fp32) from the fused Triton head: logit tiles live only in the kernel's
-    registers; the backward recomputes them (4 matmul-equivalents, as Cut Cross-Entropy)."""
+    """(losses [R] fp32, lse [R], predicted ids [R]) from the fused Triton head: logit tiles live only
+    in the kernel's registers; the backward recomputes them (4 matmul-equivalents, as Cut
+    Cross-Entropy). Only the losses are differentiable."""
 
     @staticmethod
     def forward(ctx, rows, weight, bias, labels, options: HeadOptions, filter_eps: float):
         ignore_index, label_smoothing, z_loss, softcap, _ = options.ce
-        loss, lse, _ = torch.ops.fastmask.lm_head_fused_forward(rows, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap)
+        loss, lse, predicted = torch.ops.fastmask.lm_head_fused_forward(
+            rows, weight, bias, labels, ignore_index, label_smoothing, z_loss, softcap)
+        kept = (labels != ignore_index) & (labels >= 0) & (labels < weight.shape[0])
+        predicted = torch.where(kept, predicted, ignore_index)  # as RowHeadLoss's
         ctx.save_for_backward(rows, weight, bias, labels, lse)
         ctx.options, ctx.filter_eps = options, filter_eps
-        return loss
+        ctx.mark_non_differentiable(lse, predicted)
+        return loss, lse, predicted
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_loss, _grad_lse, _grad_predicted):
         rows, weight, bias, labels, lse = ctx.saved_tensors
         ignore_index, label_smoothing, z_loss, softcap, _ = ctx.options.ce
         grad_rows, grad_weight, grad_bias = torch.ops.fastmask.lm_head_fused_backward(

@@ -253,63 +253,168 @@ def masked_cross_entropy(
     weight: Optional[torch.Tensor] = None,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    logit_scale: Optional[float] = None,
     normalizer=None,
+    shift: bool = False,
     return_lse: bool = False,
+    return_z_loss: bool = False,
+    return_accuracy: bool = False,
+    return_predictions: bool = False,
     inplace_backward: bool = False,
+    process_group=None,
     validate: bool = False,
     backend: str = "auto",
 ):
     """Cross-entropy over rows whose label is not ignore_index, as torch.nn.functional.cross_entropy,
-    plus z-loss, softcapping and a given normalizer; docs/loss.md has the formulas.
+    plus z-loss, softcapping, a logit scale and a given normalizer; docs/loss.md has the formulas.
 
-    logits [N, V] or [B, L, V] (fp32, bf16, fp16; fp64 for the reference and C++), labels [N] or
-    [B, L]. Ignored rows cost nothing and get zero gradient; with every row ignored the "mean" is 0
-    (torch gives NaN). `normalizer` (a tensor or number) divides the summed loss instead of the
-    number (or weight) of labelled rows, e.g. HF Trainer's num_items_in_batch. With
+    logits [N, V] or [B, L, V] (fp32, bf16, fp16, fp64), labels [N] or [B, L]. Ignored rows cost
+    nothing and get zero gradient; with every row ignored the "mean" is 0 (torch gives NaN). The loss
+    is fp32 (fp64 for fp64 logits) for every reduction; the gradient has the logits' dtype.
+    `normalizer` (a tensor or number) divides the summed loss instead of the number (or weight) of
+    labelled rows, e.g. HF Trainer's num_items_in_batch. shift=True is the causal-LM loss: row t of
+    each sequence predicts label t + 1 (no copy of the logits; "none" gives [B, L - 1]). With
     inplace_backward=True the forward overwrites `logits` with its gradient (logits must not be
-    needed afterwards). Returns the loss, and the per-row log-sum-exp (fp32, not differentiable,
-    0 for ignored rows) with return_lse=True.
+    needed afterwards). process_group: the logits hold this rank's shard of the vocabulary
+    (docs/distributed.md).
+
+    Returns the loss, followed by, in this order and only when asked: the per-row log-sum-exp
+    (return_lse; differentiable unless inplace_backward, 0 for ignored rows), the z-loss term
+    (return_z_loss; reduced like the loss, not differentiable), the token accuracy (return_accuracy:
+    the fraction of labelled rows whose largest logit is the label's, a 0-d fp32 tensor) and the
+    predicted ids (return_predictions; ignore_index for ignored rows).
     """
     check_backend(backend)
     check_tensor("logits", logits, dtypes=_FLOATS, ndim=logits.dim() if logits.dim() in (2, 3) else 2)
     check_tensor("labels", labels, dtypes=_INT_IDS, ndim=logits.dim() - 1)
     if labels.shape != logits.shape[:-1] or labels.device != logits.device:
         raise ValueError(f"labels: expected shape {tuple(logits.shape[:-1])} on {logits.device} to match logits, got {tuple(labels.shape)} on {labels.device}")
+    options = _loss_options(reduction, ignore_index, label_smoothing, z_loss, softcap, logit_scale, normalizer)
+    ignore_index, label_smoothing, z_loss, softcap, logit_scale = options
+    vocab = logits.shape[-1]
+    if vocab == 0:
+        raise ValueError(f"logits: expected at least one class, got shape {tuple(logits.shape)}")
+    if weight is not None:
+        check_tensor("weight", weight, dtypes=_FLOATS, ndim=1)
+        if weight.shape[0] != vocab or weight.device != logits.device:
+            raise ValueError(f"weight: expected {vocab} class weights on {logits.device}, got {tuple(weight.shape)} on {weight.device}")
+    if process_group is not None:
+        from . import _vocab_parallel
+        _vocab_parallel.check_group(process_group, weight=weight, inplace_backward=inplace_backward)
+    shape = labels.shape
+    if shift:
+        labels = _shifted(labels, ignore_index)
+    rows = logits.reshape(-1, vocab)
+    if rows.shape[0] > 0 and rows.stride(1) != 1:
+        rows = rows.contiguous()  # kernels walk a row contiguously; rows may be strided
+    if inplace_backward and rows.shape[0] > 1 and rows.stride(0) < vocab:
+        raise ValueError(
+            f"logits: inplace_backward=True writes each row's gradient over the row, but these rows share memory "
+            f"(row stride {rows.stride(0)} < {vocab} classes, e.g. an expanded tensor); pass logits.contiguous()")
+    flat_labels = labels.reshape(-1)
+    chosen = resolve_backend(backend, logits.device)
+    if process_group is not None:
+        if validate or (logits.device.type == "cpu" and not torch.compiler.is_compiling()):
+            _check_labels(flat_labels, ignore_index, _vocab_parallel.layout(vocab, process_group, logits.device)[1])
+    elif validate or (logits.device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling()):
+        _check_labels(flat_labels, ignore_index, vocab)  # the C++ kernel checks inside; GPUs only under validate
+
+    with _autocast_off(logits.device):
+        kept = flat_labels != ignore_index
+        predictions = None
+        if return_accuracy or return_predictions:  # before an in-place forward overwrites the logits
+            predictions = _predictions(rows, flat_labels, ignore_index, process_group, backend)
+        if logit_scale is not None:
+            rows = rows * logit_scale
+        ce = (ignore_index, label_smoothing, z_loss, softcap, backend)
+        if process_group is not None:
+            loss_rows, lse = _vocab_parallel.cross_entropy_rows(rows, flat_labels, ce, process_group)
+        else:
+            loss_rows, lse = None, None
+        row_weight = _row_weights(flat_labels, weight, ignore_index, vocab, rows) if process_group is None else kept.to(accumulation_dtype(rows))
+        scale = _scales(reduction, normalizer, row_weight, kept, z_loss > 0)
+        if loss_rows is None and inplace_backward:
+            loss, lse = _InplaceCrossEntropy.apply(rows, flat_labels, weight, reduction, scale, ce)
+        else:
+            if loss_rows is None:
+                loss_rows, lse = torch.ops.fastmask.ce_forward(rows, flat_labels, weight, *ce)
+            loss = _reduced(loss_rows, lse, reduction, scale, z_loss)
+        extras = []
+        if return_lse:
+            extras.append(_row_output(lse, shape, shift))
+        if return_z_loss:
+            z_rows = (z_loss * lse * lse).detach()
+            extras.append(_row_output(z_rows, shape, shift) if reduction == "none" else z_rows.sum() * scale[1])
+        if return_accuracy:
+            extras.append(_accuracy(predictions, flat_labels, kept))
+        if return_predictions:
+            extras.append(_row_output(predictions, shape, shift))
+    if reduction == "none":
+        loss = _row_output(loss, shape, shift)
+    return (loss, *extras) if extras else loss
+
+
+def _loss_options(reduction, ignore_index, label_smoothing, z_loss, softcap, logit_scale, normalizer):
+    """The scalar options of both losses, checked: (ignore_index, label_smoothing, z_loss, softcap, logit_scale)."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
     ignore_index = check_int("ignore_index", ignore_index, -(1 << 63), 1 << 63)
     label_smoothing = _check_float("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
     z_loss = _check_float("z_loss", z_loss, 0.0, float("inf"))
     softcap = 0.0 if softcap is None else _check_float("softcap", softcap, 0.0, float("inf"), low_open=True)
-    if normalizer is not None and reduction == "none":
-        raise ValueError("normalizer: divides a summed loss; use it with reduction 'mean' or 'sum', not 'none'")
-    shape = labels.shape
-    vocab = logits.shape[-1]
-    if vocab == 0:
-        raise ValueError(f"logits: expected at least one class, got shape {tuple(logits.shape)}")
-    rows = logits.reshape(-1, vocab)
-    if rows.shape[0] > 0 and rows.stride(1) != 1:
-        rows = rows.contiguous()  # kernels walk a row contiguously; rows may be strided
-    flat_labels = labels.reshape(-1)
-    if weight is not None:
-        check_tensor("weight", weight, dtypes=_FLOATS, ndim=1)
-        if weight.shape[0] != vocab or weight.device != logits.device:
-            raise ValueError(f"weight: expected {vocab} class weights on {logits.device}, got {tuple(weight.shape)} on {weight.device}")
-    chosen = resolve_backend(backend, logits.device)
-    if validate or (logits.device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling()):
-        _check_labels(flat_labels, ignore_index, vocab)  # the C++ kernel checks inside; GPUs only under validate
+    if logit_scale is not None:
+        logit_scale = _check_float("logit_scale", logit_scale, 0.0, float("inf"), low_open=True, high_open=True)
+    if normalizer is not None:
+        if reduction == "none":
+            raise ValueError("normalizer: divides a summed loss; use it with reduction 'mean' or 'sum', not 'none'")
+        if isinstance(normalizer, torch.Tensor):
+            if normalizer.numel() != 1 or normalizer.dtype == torch.bool or normalizer.is_complex():
+                raise ValueError(f"normalizer: expected a number or a one-element real tensor, got {normalizer.dtype} of shape {tuple(normalizer.shape)}")
+        else:
+            _check_float("normalizer", normalizer, 0.0, float("inf"), low_open=True, high_open=True)
+    return ignore_index, label_smoothing, z_loss, softcap, logit_scale
 
-    options = (ignore_index, label_smoothing, z_loss, softcap, backend)
-    row_weight = _row_weights(flat_labels, weight, ignore_index, vocab, rows)
-    if inplace_backward:
-        loss, lse = _InplaceCrossEntropy.apply(rows, flat_labels, weight, row_weight, reduction, normalizer, options)
-    else:
-        loss_rows, lse = torch.ops.fastmask.ce_forward(rows, flat_labels, weight, *options)
-        loss = _reduce(loss_rows, row_weight, reduction, normalizer)
-    loss = loss.to(logits.dtype)
-    if reduction == "none":
-        loss = loss.reshape(shape)
-    return (loss, lse.detach().reshape(shape)) if return_lse else loss
+
+class _autocast_off:
+    """The losses choose their own precision (fp32 accumulation, the logits' dtype for gradients): under
+    torch.autocast their torch ops run as outside it."""
+
+    def __init__(self, device: torch.device):
+        self.context = torch.autocast(device.type, enabled=False) if torch.is_autocast_enabled(device.type) else None
+
+    def __enter__(self):
+        if self.context is not None:
+            self.context.__enter__()
+
+    def __exit__(self, *exc):
+        if self.context is not None:
+            self.context.__exit__(*exc)
+
+
+def _shifted(labels, ignore_index):
+    """labels[..., t + 1] at t, ignore_index at the last position: the causal-LM pairing without
+    touching the logits or hidden states."""
+    return torch.cat([labels[..., 1:], labels.new_full(labels.shape[:-1] + (1,), ignore_index)], dim=-1)
+
+
+def _row_output(values, shape, shift):
+    """Per-row values in the labels' shape, less the last position of each sequence with shift."""
+    values = values.reshape(shape)
+    return values[..., :-1] if shift else values
+
+
+def _predictions(rows, labels, ignore_index, process_group, backend):
+    """Each labelled row's argmax (the first on ties), ignore_index for ignored rows."""
+    if process_group is None:  # a kernel that reads the labelled rows only
+        return torch.ops.fastmask.ce_argmax(rows, labels, ignore_index, backend)
+    from . import _vocab_parallel
+    return torch.where(labels != ignore_index, _vocab_parallel.argmax(rows, process_group), ignore_index)
+
+
+def _accuracy(predictions, labels, kept):
+    """Fraction of labelled rows predicted right (0 without labelled rows), fp32, no host sync."""
+    hits = ((predictions == labels) & kept).sum(dtype=torch.float32)
+    return hits / kept.sum().clamp(min=1).to(torch.float32)
 
 
 def _check_float(name, value, low, high, *, low_open=False, high_open=False) -> float:
@@ -348,10 +453,26 @@ def _denominator(reduction, normalizer, row_weight):
     return torch.where(total > 0, total, 1)  # every row ignored: the summed loss is 0, and so is the mean
 
 
-def _reduce(loss_rows, row_weight, reduction, normalizer):
+def _scales(reduction, normalizer, row_weight, kept, has_z_loss):
+    """[2]: what multiplies the summed cross-entropy (and smoothing) terms and the summed z-loss term.
+    They differ for a class-weighted "mean": the z-loss is a per-token term, averaged over the labelled
+    rows (as Liger and PaLM), while the cross-entropy is averaged over their weights (as torch)."""
+    if reduction == "none":
+        return torch.ones(2, dtype=row_weight.dtype, device=row_weight.device)
+    ce = 1 / _denominator(reduction, normalizer, row_weight)
+    z = ce
+    if has_z_loss and reduction == "mean" and normalizer is None:
+        z = 1 / _denominator(reduction, None, kept.to(row_weight.dtype))
+    return torch.stack([ce, z])
+
+
+def _reduced(loss_rows, lse, reduction, scale, z_loss):
     if reduction == "none":
         return loss_rows
-    return loss_rows.sum() / _denominator(reduction, normalizer, row_weight)
+    total = loss_rows.sum() * scale[0]
+    if z_loss > 0:  # the z-loss term's own scale (equal to scale[0] unless class weights average the rest)
+        total = total + (z_loss * (lse * lse).sum()) * (scale[1] - scale[0])
+    return total
 
 
 class _InplaceCrossEntropy(torch.autograd.Function):
@@ -360,22 +481,18 @@ class _InplaceCrossEntropy(torch.autograd.Function):
     only where that is not 1 (no host sync)."""
 
     @staticmethod
-    def forward(ctx, rows, labels, weight, row_weight, reduction, normalizer, options):
-        if reduction == "none":
-            scale = torch.ones((), dtype=row_weight.dtype, device=row_weight.device)
-        else:
-            scale = 1 / _denominator(reduction, normalizer, row_weight)
+    def forward(ctx, rows, labels, weight, reduction, scale, options):
         loss_rows, lse = torch.ops.fastmask.ce_forward_inplace(rows, labels, weight, scale, *options)
         ctx.save_for_backward(rows)
         ctx.backend = options[-1]
         ctx.mark_non_differentiable(lse)
-        return (loss_rows if reduction == "none" else loss_rows.sum() * scale), lse
+        return _reduced(loss_rows, lse, reduction, scale, options[2]), lse
 
     @staticmethod
     def backward(ctx, grad_loss, grad_lse):
         (rows,) = ctx.saved_tensors
         torch.ops.fastmask.scale_grad(rows, grad_loss, ctx.backend)
-        return rows, None, None, None, None, None, None
+        return rows, None, None, None, None, None
 
 
 def masked_lm_loss(
@@ -391,9 +508,16 @@ def masked_lm_loss(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    logit_scale: Optional[float] = None,
     normalizer=None,
+    shift: bool = False,
     chunk_size: Optional[int] = None,
+    return_lse: bool = False,
+    return_z_loss: bool = False,
+    return_accuracy: bool = False,
+    return_predictions: bool = False,
     return_dropped: bool = False,
+    process_group=None,
     validate: bool = False,
     backend: str = "auto",
     impl: str = "chunked",
@@ -410,25 +534,46 @@ def masked_lm_loss(
     `max_rows` (labelled rows beyond it, in row order, are dropped and counted: return_dropped=True
     returns that count as a device tensor; validate=True raises instead); or every labelled row.
     Shapes are static on a GPU and under torch.compile; on a CPU in eager mode the rows are compacted
-    exactly (there is no device to sync with), which gives the same loss.
+    exactly (there is no device to sync with), which gives the same loss. shift=True is the causal-LM
+    loss (hidden row t predicts label t + 1; positions name hidden rows). logit_scale multiplies the
+    logits (applied to the selected hidden rows). Under torch.autocast the head runs in the autocast
+    dtype, as hidden.to(dtype) @ weight.to(dtype).T would. process_group: weight (and bias) hold this
+    rank's shard of the vocabulary (docs/distributed.md).
 
     impl: "chunked" (row chunks through torch's matmuls and the cross-entropy kernels; every
     backend) or "fused" (one Triton kernel pair computing logit tiles on chip, Cut Cross-Entropy's
     approach; CUDA, or CPU tensors under TRITON_INTERPRET=1). filter_eps (fused only): skip the
     gradient of logit tiles whose every |dloss/dlogit| is below it (CCE's filtering; off by default).
 
-    Returns the loss (reduction "mean"/"sum": a scalar; "none": per row of the selection, shaped
-    like positions, [max_rows], or labels), and the dropped count with return_dropped=True.
+    Returns the loss (fp32; fp64 for fp64 inputs; reduction "mean"/"sum": a scalar; "none": per row
+    of the selection, shaped like positions, [max_rows], or labels), followed by, in this order and
+    only when asked: the per-row log-sum-exp (return_lse; shaped like "none"'s losses, 0 for empty or
+    ignored rows, differentiable with reduction "none"), the z-loss term (return_z_loss; reduced like
+    the loss), the token accuracy (return_accuracy; a 0-d fp32 tensor), the predicted ids
+    (return_predictions; shaped like "none"'s losses, ignore_index for empty or ignored rows), and the
+    dropped count (return_dropped).
     """
     from . import _lm_head
 
+    device = hidden.device
+    if torch.is_autocast_enabled(device.type):
+        # As autocast runs a matmul: its floating inputs (but fp64) in the autocast dtype.
+        dtype = torch.get_autocast_dtype(device.type)
+        cast = lambda t: t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t  # noqa: E731
+        with torch.autocast(device.type, enabled=False):
+            return masked_lm_loss(
+                cast(hidden), cast(weight), labels, bias=cast(bias), positions=positions, max_rows=max_rows,
+                ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                softcap=softcap, logit_scale=logit_scale, normalizer=normalizer, shift=shift, chunk_size=chunk_size,
+                return_lse=return_lse, return_z_loss=return_z_loss, return_accuracy=return_accuracy,
+                return_predictions=return_predictions, return_dropped=return_dropped, process_group=process_group,
+                validate=validate, backend=backend)
     check_backend(backend)
     check_tensor("hidden", hidden, dtypes=_FLOATS, ndim=hidden.dim() if hidden.dim() in (2, 3) else 2)
     check_tensor("weight", weight, dtypes=(hidden.dtype,), ndim=2)
     check_tensor("labels", labels, dtypes=_INT_IDS, ndim=hidden.dim() - 1)
     dim = hidden.shape[-1]
     vocab = weight.shape[0]
-    device = hidden.device
     if weight.shape[1] != dim or weight.device != device or vocab == 0:
         raise ValueError(f"weight: expected [V >= 1, {dim}] on {device} to match hidden, got {tuple(weight.shape)} on {weight.device}")
     if labels.shape != hidden.shape[:-1] or labels.device != device:
@@ -437,14 +582,8 @@ def masked_lm_loss(
         check_tensor("bias", bias, dtypes=(hidden.dtype,), ndim=1)
         if bias.shape[0] != vocab or bias.device != device:
             raise ValueError(f"bias: expected [{vocab}] on {device} to match weight, got {tuple(bias.shape)} on {bias.device}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
-    if normalizer is not None and reduction == "none":
-        raise ValueError("normalizer: divides a summed loss; use it with reduction 'mean' or 'sum', not 'none'")
-    ignore_index = check_int("ignore_index", ignore_index, -(1 << 63), 1 << 63)
-    label_smoothing = _check_float("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
-    z_loss = _check_float("z_loss", z_loss, 0.0, float("inf"))
-    softcap = 0.0 if softcap is None else _check_float("softcap", softcap, 0.0, float("inf"), low_open=True)
+    ignore_index, label_smoothing, z_loss, softcap, logit_scale = _loss_options(
+        reduction, ignore_index, label_smoothing, z_loss, softcap, logit_scale, normalizer)
     chunk_size = _lm_head.default_chunk_size(vocab, device) if chunk_size is None else check_int("chunk_size", chunk_size, 1, _MAX_LENGTH)
     if max_rows is not None:
         max_rows = check_int("max_rows", max_rows, 1, _MAX_LENGTH)
@@ -453,38 +592,64 @@ def masked_lm_loss(
     if filter_eps is not None and impl != "fused":
         raise ValueError("filter_eps: gradient filtering needs impl='fused'")
     filter_eps = 0.0 if filter_eps is None else _check_float("filter_eps", filter_eps, 0.0, 1.0)
+    if process_group is not None:
+        from . import _vocab_parallel
+        _vocab_parallel.check_group(process_group)
+    if impl == "fused" and process_group is not None:
+        raise ValueError("process_group: the vocabulary-parallel head runs with impl='chunked'")
 
     flat_hidden = hidden.reshape(-1, dim)
+    if shift:
+        labels = _shifted(labels, ignore_index)
     flat_labels = labels.reshape(-1)
-    # Exact compaction where it costs no sync (a CPU, eager) and the output shape does not show it.
-    static = device.type != "cpu" or torch.compiler.is_compiling() or reduction == "none"
+    per_row = reduction == "none" or return_lse or return_predictions
+    # Exact compaction where it costs no sync (a CPU, eager) and no output shows it.
+    static = device.type != "cpu" or torch.compiler.is_compiling() or per_row
     host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling())  # GPUs: validate only
-    if host_checks:
-        _check_labels(flat_labels, ignore_index, vocab)
+    if host_checks:  # against the whole vocabulary with a process group
+        _check_labels(flat_labels, ignore_index, vocab if process_group is None else _vocab_parallel.layout(vocab, process_group, device)[1])
     index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)
     safe = index.clamp(min=0)
     rows = flat_hidden.index_select(0, safe)
+    if logit_scale is not None:
+        rows = rows * logit_scale  # (s h) W^T = s (h W^T): the scale on D values a row, not V
     row_labels = torch.where(index >= 0, flat_labels.index_select(0, safe), ignore_index)
+    kept = row_labels != ignore_index
+    row_weight = kept.to(accumulation_dtype(rows))
+    scale = 1 / _denominator(reduction, normalizer, row_weight)
 
-    options = _lm_head.HeadOptions(ignore_index, label_smoothing, z_loss, softcap, backend, chunk_size)
-    if impl == "fused":
-        loss = _lm_head.FusedHeadLoss.apply(rows, weight, bias, row_labels, options, filter_eps)
-        if reduction == "none":
-            loss = _lm_output_rows(loss, labels, positions, max_rows)
-        else:
-            loss = _reduce(loss, _row_weights(row_labels, None, ignore_index, vocab, rows), reduction, normalizer)
+    options = _lm_head.HeadOptions(ignore_index, label_smoothing, z_loss, softcap, backend, chunk_size,
+                                   return_accuracy or return_predictions)
+    if process_group is not None:
+        loss, lse, predicted = _vocab_parallel.lm_head_rows(rows, weight, bias, row_labels, options, process_group)
+        if reduction != "none":
+            loss = loss.sum() * scale
+    elif impl == "fused":
+        loss, lse, predicted = _lm_head.FusedHeadLoss.apply(rows, weight, bias, row_labels, options, filter_eps)
+        if reduction != "none":
+            loss = loss.sum() * scale
     elif reduction == "none" or not torch.is_grad_enabled():
-        loss = _lm_head.RowHeadLoss.apply(rows, weight, bias, row_labels, options)
-        if reduction == "none":
-            loss = _lm_output_rows(loss, labels, positions, max_rows)
-        else:
-            loss = _reduce(loss, _row_weights(row_labels, None, ignore_index, vocab, rows), reduction, normalizer)
+        loss, lse, predicted = _lm_head.RowHeadLoss.apply(rows, weight, bias, row_labels, options)
+        if reduction != "none":
+            loss = loss.sum() * scale
     else:
-        row_weight = _row_weights(row_labels, None, ignore_index, vocab, rows)
-        scale = 1 / _denominator(reduction, normalizer, row_weight)
-        loss = _lm_head.SummedHeadLoss.apply(rows, weight, bias, row_labels, scale, options)
-    loss = loss.to(hidden.dtype)
-    return (loss, dropped) if return_dropped else loss
+        loss, lse, predicted = _lm_head.SummedHeadLoss.apply(rows, weight, bias, row_labels, scale, options)
+    selection = (labels, positions, max_rows, shift)
+    if reduction == "none":
+        loss = _lm_output_rows(loss, *selection)
+    extras = []
+    if return_lse:
+        extras.append(_lm_output_rows(lse, *selection))
+    if return_z_loss:
+        z_rows = (z_loss * lse * lse).detach()
+        extras.append(_lm_output_rows(z_rows, *selection) if reduction == "none" else z_rows.sum() * scale)
+    if return_accuracy:
+        extras.append(_accuracy(predicted, row_labels, kept))
+    if return_predictions:
+        extras.append(_lm_output_rows(predicted, *selection))
+    if return_dropped:
+        extras.append(dropped)
+    return (loss, *extras) if extras else loss
 
 
 def _lm_rows(labels, shape, positions, max_rows, ignore_index, validate, static, host_checks):
@@ -530,9 +695,11 @@ def _lm_rows(labels, shape, positions, max_rows, ignore_index, validate, static,
     return slots[:max_rows], dropped
 
 
-def _lm_output_rows(loss, labels, positions, max_rows):
-    """Per-row losses of reduction "none" in the selection's static shape: like positions, [max_rows]
-    or like labels."""
+def _lm_output_rows(values, labels, positions, max_rows, shift):
+    """Per-row values of the selection in its static shape: like positions, [max_rows] or like labels
+    (less each sequence's last position with shift)."""
     if positions is not None:
-        return loss.reshape(positions.shape)
-    return loss if max_rows is not None else loss.reshape(labels.shape)
+        return values.reshape(positions.shape)
+    if max_rows is not None:
+        return values
+    return _row_output(values, labels.shape, shift)

@@ -10,9 +10,12 @@ from . import functional
 
 class MaskedCrossEntropyLoss(torch.nn.Module):
     """torch.nn.CrossEntropyLoss for masked modeling: ignored rows cost nothing, an all-ignored
-    batch gives 0, plus z-loss, softcapping, a normalizer and an in-place backward.
+    batch gives 0, plus z-loss, softcapping, a logit scale, the causal shift, a normalizer, an
+    in-place backward and a vocabulary-parallel process group.
 
-    forward(input [N, V] or [B, L, V], target [N] or [B, L], normalizer=None).
+    forward(input [N, V] or [B, L, V], target [N] or [B, L], normalizer=None). With
+    return_z_loss / return_accuracy the last call's z-loss term and token accuracy (0-d tensors,
+    detached) are kept in `z_loss_value` and `accuracy`; forward still returns the loss alone.
     """
 
     def __init__(
@@ -25,18 +28,41 @@ class MaskedCrossEntropyLoss(torch.nn.Module):
         softcap: Optional[float] = None,
         inplace_backward: bool = False,
         backend: str = "auto",
+        *,
+        logit_scale: Optional[float] = None,
+        shift: bool = False,
+        return_z_loss: bool = False,
+        return_accuracy: bool = False,
+        process_group=None,
     ):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
         self.z_loss, self.softcap, self.inplace_backward, self.backend = z_loss, softcap, inplace_backward, backend
+        self.logit_scale, self.shift, self.process_group = logit_scale, shift, process_group
+        self.return_z_loss, self.return_accuracy = return_z_loss, return_accuracy
+        self.z_loss_value: Optional[torch.Tensor] = None
+        self.accuracy: Optional[torch.Tensor] = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, normalizer=None) -> torch.Tensor:
-        return functional.masked_cross_entropy(
+        out = functional.masked_cross_entropy(
             input, target, ignore_index=self.ignore_index, reduction=self.reduction,
             label_smoothing=self.label_smoothing, weight=self.weight, z_loss=self.z_loss, softcap=self.softcap,
-            normalizer=normalizer, inplace_backward=self.inplace_backward, backend=self.backend,
+            logit_scale=self.logit_scale, normalizer=normalizer, shift=self.shift, return_z_loss=self.return_z_loss,
+            return_accuracy=self.return_accuracy, inplace_backward=self.inplace_backward,
+            process_group=self.process_group, backend=self.backend,
         )
+        return _keep_extras(self, out, self.return_z_loss, self.return_accuracy)
+
+
+def _keep_extras(module, out, z_loss: bool, accuracy: bool):
+    """The loss of a loss function's output; its z-loss term and accuracy kept on the module."""
+    if not (z_loss or accuracy):
+        return out
+    loss, *extras = out
+    module.z_loss_value = extras.pop(0) if z_loss else None
+    module.accuracy = extras.pop(0) if accuracy else None
+    return loss
 
 
 class MaskedLMLoss(torch.nn.Module):
@@ -44,7 +70,8 @@ class MaskedLMLoss(torch.nn.Module):
     fixed at construction. forward(hidden, weight, labels, bias=None, positions=None, normalizer=None)
     takes the head's weight (and bias) as arguments, so tied embeddings stay where the model keeps
     them. With max_rows, `dropped_rows` holds the last call's count of labelled rows beyond the
-    capacity (an int64 device tensor: reading it syncs)."""
+    capacity (an int64 device tensor: reading it syncs); with return_z_loss / return_accuracy,
+    `z_loss_value` and `accuracy` hold the last call's z-loss term and token accuracy."""
 
     def __init__(
         self,
@@ -57,21 +84,33 @@ class MaskedLMLoss(torch.nn.Module):
         chunk_size: Optional[int] = None,
         validate: bool = False,
         backend: str = "auto",
+        *,
+        logit_scale: Optional[float] = None,
+        shift: bool = False,
+        return_z_loss: bool = False,
+        return_accuracy: bool = False,
+        process_group=None,
     ):
         super().__init__()
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
         self.z_loss, self.softcap, self.max_rows, self.chunk_size = z_loss, softcap, max_rows, chunk_size
         self.validate, self.backend = validate, backend
+        self.logit_scale, self.shift, self.process_group = logit_scale, shift, process_group
+        self.return_z_loss, self.return_accuracy = return_z_loss, return_accuracy
         self.dropped_rows: Optional[torch.Tensor] = None
+        self.z_loss_value: Optional[torch.Tensor] = None
+        self.accuracy: Optional[torch.Tensor] = None
 
     def forward(self, hidden, weight, labels, bias=None, positions=None, normalizer=None) -> torch.Tensor:
-        loss, self.dropped_rows = functional.masked_lm_loss(
+        *out, self.dropped_rows = functional.masked_lm_loss(
             hidden, weight, labels, bias=bias, positions=positions, max_rows=self.max_rows,
             ignore_index=self.ignore_index, reduction=self.reduction, label_smoothing=self.label_smoothing,
-            z_loss=self.z_loss, softcap=self.softcap, normalizer=normalizer, chunk_size=self.chunk_size,
-            return_dropped=True, validate=self.validate, backend=self.backend,
+            z_loss=self.z_loss, softcap=self.softcap, logit_scale=self.logit_scale, normalizer=normalizer,
+            shift=self.shift, chunk_size=self.chunk_size, return_z_loss=self.return_z_loss,
+            return_accuracy=self.return_accuracy, return_dropped=True, process_group=self.process_group,
+            validate=self.validate, backend=self.backend,
         )
-        return loss
+        return _keep_extras(self, out if len(out) > 1 else out[0], self.return_z_loss, self.return_accuracy)
 
 
 class MaskedDistillationLoss(torch.nn.Module):

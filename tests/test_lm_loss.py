@@ -133,7 +133,8 @@ def test_bfloat16_close_to_float32():
     hidden, weight, bias, labels = make(2, 16, 8, 64, dtype=torch.float32, seed=7)
     exact = loss_and_grads(dense, hidden, weight, bias, labels)
     low = loss_and_grads(sparse("cpp"), *(t.bfloat16() for t in (hidden, weight, bias)), labels)
-    assert all(t.dtype == torch.bfloat16 for t in low)
+    assert low[0].dtype == torch.float32  # the loss in fp32, the gradients in the inputs' dtype
+    assert all(t.dtype == torch.bfloat16 for t in low[1:])
     assert_all_close(low, exact, 3e-2)
 
 

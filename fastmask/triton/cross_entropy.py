@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import triton
 
+from ..reference.cross_entropy import accumulation_dtype
 from . import INTERPRETED, on_device_of
-from ._ce_kernels import ce_backward_kernel, ce_forward_kernel, ce_scale_grad_kernel
+from ._ce_kernels import ce_argmax_kernel, ce_backward_kernel, ce_forward_kernel, ce_scale_grad_kernel
 
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 # Chunk of the vocabulary a program holds at once. On a GPU 4096 elements over 8 warps: 16 per thread
 # (with every option on, 32 per thread spill on sm_90), 64-115 registers, so 2-4 programs share an
 # SM; not yet tuned on an H100. The interpreter uses small chunks so that short test rows still
@@ -26,7 +27,7 @@ def _launch_config(vocab: int) -> dict:
 
 def _check_dtype(name: str, tensor: torch.Tensor) -> None:
     if tensor.dtype not in _DTYPES:
-        raise ValueError(f"{name}: the Triton backend takes float32, bfloat16 or float16, got {str(tensor.dtype).removeprefix('torch.')}")
+        raise ValueError(f"{name}: the Triton backend takes float32, bfloat16, float16 or float64, got {str(tensor.dtype).removeprefix('torch.')}")
 
 
 def _check_unit_column_stride(name: str, tensor: torch.Tensor) -> None:
@@ -35,18 +36,20 @@ def _check_unit_column_stride(name: str, tensor: torch.Tensor) -> None:
 
 
 def _weights(weight, label_smoothing, like):
-    """(fp32 contiguous weights, their sum as a 0-d tensor) or stand-in pointers (never read without HAS_WEIGHT)."""
+    """(contiguous weights in like's dtype, their sum as a 0-d tensor) or stand-in pointers (never read
+    without HAS_WEIGHT)."""
     if weight is None:
         return like, like
-    weight = weight.to(torch.float32).contiguous()
+    weight = weight.to(like.dtype).contiguous()
     return weight, (weight.sum() if label_smoothing > 0 else weight)
 
 
 def _forward(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap):
     _check_dtype("logits", logits)
     n, vocab = logits.shape
-    loss = torch.empty(n, dtype=torch.float32, device=logits.device)
-    lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+    acc = accumulation_dtype(logits)
+    loss = torch.empty(n, dtype=acc, device=logits.device)
+    lse = torch.empty(n, dtype=acc, device=logits.device)
     if n == 0:
         return loss, lse
     inplace = grad_scale is not None
@@ -55,7 +58,7 @@ def _forward(logits, labels, weight, grad_scale, ignore_index, label_smoothing, 
             _check_unit_column_stride("logits", logits)
         logits = logits.contiguous()
     weights, weight_sum = _weights(weight, label_smoothing, loss)
-    grad_scale = grad_scale.to(torch.float32) if inplace else loss
+    grad_scale = grad_scale.to(acc).reshape(2).contiguous() if inplace else loss
     with on_device_of(logits):
         ce_forward_kernel[(n,)](
             logits, labels, weights, weight_sum, grad_scale, loss, lse,
@@ -76,12 +79,14 @@ def forward(logits, labels, weight, ignore_index, label_smoothing, z_loss, softc
 
 
 def forward_inplace(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap):
-    """forward, and logits overwritten with grad_scale (a 0-d device tensor) * d(sum_i loss_i) / d logits."""
+    """forward, and logits overwritten with d(sum_i loss_i) / d logits: its cross-entropy and smoothing
+    terms times grad_scale[0], its z-loss term times grad_scale[1] (a [2] device tensor)."""
     return _forward(logits, labels, weight, grad_scale, ignore_index, label_smoothing, z_loss, softcap)
 
 
-def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothing, z_loss, softcap):
-    """d(sum_i grad_rows[i] * loss_i) / d logits: a new contiguous [N, V] tensor in logits' dtype."""
+def backward(logits, labels, weight, lse, grad_rows, grad_lse, ignore_index, label_smoothing, z_loss, softcap):
+    """d(sum_i grad_rows[i] * loss_i + grad_lse[i] * lse_i) / d logits (grad_lse None: 0): a new
+    contiguous [N, V] tensor in logits' dtype."""
     _check_dtype("logits", logits)
     n, vocab = logits.shape
     grad = torch.empty(n, vocab, dtype=logits.dtype, device=logits.device)
@@ -89,20 +94,39 @@ def backward(logits, labels, weight, lse, grad_rows, ignore_index, label_smoothi
         return grad
     if logits.stride(1) != 1 and vocab > 1:
         logits = logits.contiguous()
+    acc = accumulation_dtype(logits)
+    lse = lse.to(acc)
     weights, weight_sum = _weights(weight, label_smoothing, lse)
-    lse = lse.to(torch.float32)
-    grad_rows = grad_rows.to(torch.float32).expand(n)  # [N], maybe expanded from one value (stride 0)
+    grad_rows = grad_rows.to(acc).expand(n)  # [N], maybe expanded from one value (stride 0)
+    has_grad_lse = grad_lse is not None
+    grad_lse = grad_lse.to(acc).expand(n) if has_grad_lse else grad_rows
     with on_device_of(logits):
         ce_backward_kernel[(n,)](
-            logits, labels, weights, weight_sum, lse, grad_rows, grad,
-            vocab, logits.stride(0), labels.stride(0), grad_rows.stride(0), grad.stride(0),
+            logits, labels, weights, weight_sum, lse, grad_rows, grad_lse, grad,
+            vocab, logits.stride(0), labels.stride(0), grad_rows.stride(0), grad_lse.stride(0), grad.stride(0),
             ignore_index, float(label_smoothing), float(z_loss), float(softcap),
             HAS_WEIGHT=weight is not None,
             HAS_SMOOTHING=label_smoothing > 0,
             HAS_SOFTCAP=softcap > 0,
+            HAS_GRAD_LSE=has_grad_lse,
             **_launch_config(vocab),
         )
     return grad
+
+
+def argmax(logits, labels, ignore_index):
+    """Each labelled row's argmax, ignore_index for ignored rows (not read): int64 [N]."""
+    _check_dtype("logits", logits)
+    n, vocab = logits.shape
+    predicted = torch.empty(n, dtype=torch.int64, device=logits.device)
+    if n == 0:
+        return predicted
+    if logits.stride(1) != 1 and vocab > 1:
+        logits = logits.contiguous()
+    with on_device_of(logits):
+        ce_argmax_kernel[(n,)](logits, labels, predicted, vocab, logits.stride(0), labels.stride(0), ignore_index,
+                               **_launch_config(vocab))
+    return predicted
 
 
 def scale_grad(grad, scale):
@@ -113,6 +137,6 @@ def scale_grad(grad, scale):
     if n == 0 or vocab == 0:
         return
     _check_unit_column_stride("grad", grad)
-    scale = scale.to(torch.float32).reshape(-1).expand(n)  # one per row (stride 0 for a single value)
+    scale = scale.to(accumulation_dtype(grad)).reshape(-1).expand(n)  # one per row (stride 0 for a single value)
     with on_device_of(grad):
         ce_scale_grad_kernel[(n,)](grad, scale, vocab, grad.stride(0), scale.stride(0), **_launch_config(vocab))
