@@ -8,6 +8,8 @@ import numbers
 
 import torch
 
+from ._backend import has_memory
+
 
 def check_probability(name: str, p) -> float:
     if type(p) is float and 0.0 <= p <= 1.0:  # the common case (NaN fails the compare)
@@ -52,7 +54,10 @@ def check_same_shape(name: str, tensor, like: torch.Tensor, *, dtypes: tuple[tor
 
 
 def check_ids_in_range(name: str, ids: torch.Tensor, high: int) -> None:
-    """Tensor contents in [0, high): reads the tensor, so on a GPU this syncs (validate=True only)."""
+    """Tensor contents in [0, high): reads the tensor, so on a GPU this syncs (validate=True only).
+    Meta and fake tensors have no contents to check."""
+    if not has_memory(ids):
+        return
     bad = (ids < 0) | (ids >= high)
     if bool(bad.any()):
         where = tuple(int(i) for i in bad.nonzero()[0])

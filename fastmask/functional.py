@@ -7,7 +7,7 @@ import torch
 
 from . import _library
 from .cpp import masking as _cpp_masking
-from ._backend import check_backend, resolve_backend
+from ._backend import check_backend, has_memory, resolve_backend
 from ._rng import TWO_32
 from ._seed import resolve_seed
 from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
@@ -386,6 +386,8 @@ def _check_float(name, value, low, high, *, low_open=False, high_open=False) -> 
 
 
 def _check_labels(labels, ignore_index, vocab):
+    if not has_memory(labels):  # meta or fake: no contents
+        return
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= vocab))
     if bool(bad.any()):
         row = int(bad.nonzero()[0, 0])
@@ -508,8 +510,10 @@ def masked_lm_loss(
     flat_hidden = hidden.reshape(-1, dim)
     flat_labels = labels.reshape(-1)
     # Exact compaction where it costs no sync (a CPU, eager) and the output shape does not show it.
-    static = device.type != "cpu" or torch.compiler.is_compiling() or reduction == "none"
-    host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling())  # GPUs: validate only
+    readable = has_memory(labels)  # meta or fake tensors have no contents to check or compact
+    static = device.type != "cpu" or torch.compiler.is_compiling() or reduction == "none" or not readable
+    validate = validate and readable
+    host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling() and readable)  # GPUs: validate only
     if host_checks:
         _check_labels(flat_labels, ignore_index, vocab)
     index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)

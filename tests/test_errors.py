@@ -35,3 +35,99 @@ def test_bad_arguments(kwargs, message):
 def test_cpp_backend_rejects_cuda_tensors():
     with pytest.raises(ValueError, match="backend: 'cpp' runs on CPU tensors"):
         fastmask.random_words(0, KEYS.cuda(), 4, backend="cpp")
+
+
+# --- meta tensors: every op, every backend, meta outputs of the documented shapes (issue 17) ------
+
+META = torch.device("meta")
+
+
+class _Tokenizer:
+    """The few tokenizer attributes the collators read: a 100-token vocabulary."""
+
+    mask_token, mask_token_id, pad_token_id, eos_token_id = "[MASK]", 4, 0, 1
+    all_special_ids = [0, 1, 4]
+    padding_side, model_max_length = "right", 512
+
+    def __len__(self):
+        return 100
+
+
+def _meta_cases():
+    ids = torch.zeros(3, 64, dtype=torch.int64, device=META)
+    one = torch.zeros(64, dtype=torch.int32, device=META)
+    words = torch.zeros(3, 64, dtype=torch.int64, device=META)
+    table = torch.zeros(100, dtype=torch.bool, device=META)
+    return {
+        "random_words": (lambda b: fastmask.random_words(1, torch.arange(4, device=META), 8, backend=b), [(4, 8, 4)]),
+        "mask_tokens": (lambda b: fastmask.mask_tokens(ids, mask_token_id=4, vocab_size=100, max_predictions=9,
+                                                       validate=True, backend=b), [(3, 64), (3, 64), (3, 9)]),
+        "mask_tokens_1d_views": (lambda b: fastmask.mask_tokens(one, mask_token_id=4, vocab_size=100, views=2, backend=b),
+                                 [(2, 64), (2, 64)]),
+        "whole_word_ids": (lambda b: fastmask.mask_tokens(ids, mask_token_id=4, vocab_size=100, word_ids=words, backend=b),
+                           [(3, 64), (3, 64)]),
+        "whole_word_table": (lambda b: fastmask.mask_tokens(ids, mask_token_id=4, word_table=table, backend=b),
+                             [(3, 64), (3, 64)]),
+        "mask_spans": (lambda b: fastmask.mask_spans(ids, mask_token_id=4, vocab_size=100, max_predictions=5, backend=b),
+                       [(3, 64), (3, 64), (3, 5)]),
+        "t5_span_corruption": (lambda b: fastmask.t5_span_corruption(ids, vocab_size=100, eos_token_id=1, backend=b),
+                               [(3, 64 - 10 + 3 + 1), (3, 10 + 3 + 1)]),
+        "ul2_denoise": (lambda b: fastmask.ul2_denoise(ids, denoisers=[(3.0, 0.15), ("S", 0.25)], vocab_size=100,
+                                                       eos_token_id=1, backend=b), None),
+        "block_mask_keys": (lambda b: fastmask.block_mask(2, keys=torch.arange(2, device=META), backend=b), [(2, 14, 14)]),
+        "block_mask_device": (lambda b: fastmask.block_mask(2, device="meta", backend=b), [(2, 14, 14)]),
+        "random_patch_mask": (lambda b: fastmask.random_patch_mask(2, 16, 0.75, device="meta", backend=b),
+                              [(2, 16), (2, 4), (2, 16)]),
+        "simmim_mask": (lambda b: fastmask.simmim_mask(2, device="meta", backend=b), [(2, 48, 48)]),
+        "tube_mask": (lambda b: fastmask.tube_mask(2, 2, 4, 4, device="meta", backend=b), [(2, 32)]),
+        "masked_cross_entropy": (lambda b: fastmask.masked_cross_entropy(
+            torch.zeros(4, 10, device=META), torch.zeros(4, dtype=torch.int64, device=META), validate=True,
+            inplace_backward=True, backend=b), [()]),
+        "masked_lm_loss": (lambda b: fastmask.masked_lm_loss(
+            torch.zeros(2, 5, 8, device=META), torch.zeros(30, 8, device=META), torch.zeros(2, 5, dtype=torch.int64, device=META),
+            positions=torch.zeros(2, 3, dtype=torch.int64, device=META), reduction="none", validate=True, backend=b), [(2, 3)]),
+        "masked_lm_loss_max_rows": (lambda b: fastmask.masked_lm_loss(
+            torch.zeros(10, 8, device=META), torch.zeros(30, 8, device=META), torch.zeros(10, dtype=torch.int64, device=META),
+            max_rows=4, validate=True, backend=b), [()]),
+    }
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference", "cpp", "triton"])
+@pytest.mark.parametrize("case", sorted(_meta_cases()))
+def test_meta_inputs_give_meta_outputs(case, backend):
+    """Meta tensors never reach a kernel (C++ read their null pointers: 9 segfaults in issue 17):
+    every backend returns meta outputs of the documented shapes, through the fake kernels."""
+    run, shapes = _meta_cases()[case]
+    out = run(backend)
+    outputs = [t for t in (out if isinstance(out, tuple) else (out,)) if t is not None]
+    assert all(t.device.type == "meta" for t in outputs)
+    if shapes is not None:
+        assert [tuple(t.shape) for t in outputs] == shapes
+
+
+@pytest.mark.parametrize("config", ["mlm", "t5", "block"])
+def test_device_masker_on_a_meta_batch(config):
+    from fastmask.collators import DeviceMasker, ImageMaskCollator, MLMCollator, T5SpanCorruptionCollator
+
+    made = {"mlm": lambda: MLMCollator(_Tokenizer(), seed=1, max_predictions=6),
+            "t5": lambda: T5SpanCorruptionCollator(_Tokenizer(), seed=1),
+            "block": lambda: ImageMaskCollator("block", seed=1)}[config]()
+    batch = {"input_ids": torch.zeros(2, 40, dtype=torch.int64, device=META),
+             "pixel_values": torch.zeros(2, 3, 8, 8, device=META),
+             "sample_keys": torch.arange(2, device=META)}
+    out = DeviceMasker(made)(batch)
+    assert out and all(v.device.type == "meta" for v in out.values() if isinstance(v, torch.Tensor))
+
+
+def test_fake_tensors_reach_the_fake_kernels():
+    """Under FakeTensorMode (CPU-looking tensors without memory) the eager fast path is skipped."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        ids = torch.zeros(2, 32, dtype=torch.int64)
+        out = fastmask.mask_tokens(ids, mask_token_id=4, vocab_size=100, seed=1, backend="cpp")
+        inputs, targets = fastmask.t5_span_corruption(ids, vocab_size=100, eos_token_id=1, seed=1)
+    assert out.input_ids.shape == (2, 32) and inputs.shape[0] == targets.shape[0] == 2
+    # Host caches kept no fake tensor: the same call on real tensors gives real outputs.
+    real = fastmask.mask_tokens(torch.zeros(2, 32, dtype=torch.int64), mask_token_id=4, vocab_size=100, seed=1, backend="cpp")
+    assert type(real.input_ids) is torch.Tensor and type(real.labels) is torch.Tensor
