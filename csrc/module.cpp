@@ -124,7 +124,8 @@ PYBIND11_MODULE(_C, m) {
          std::uintptr_t seed, std::uintptr_t keys, int keys_dtype, int64_t keys_stride, std::uintptr_t table,
          int64_t num_denoisers, std::uintptr_t sentinels, int64_t num_sentinels, int64_t eos, int64_t pad,
          int64_t input_length, int64_t target_length, std::uintptr_t inputs, std::uintptr_t targets,
-         std::uintptr_t input_lengths, std::uintptr_t target_lengths, std::uintptr_t denoiser, int threads) -> std::string {
+         std::uintptr_t input_lengths, std::uintptr_t target_lengths, std::uintptr_t denoiser, int threads,
+         int64_t vocab_size) -> std::string {
         return guarded([&] {
           fastmask::SpanCorruptionArgs a{
               ptr<const void>(ids), ids_dtype, ids_stride0, ids_stride1, batch, length, ptr<const int64_t>(seed),
@@ -132,6 +133,7 @@ PYBIND11_MODULE(_C, m) {
               ptr<const int64_t>(sentinels), num_sentinels, eos, pad, input_length, target_length, ptr<void>(inputs),
               ptr<void>(targets), ptr<int64_t>(input_lengths), ptr<int64_t>(target_lengths), ptr<int64_t>(denoiser),
               threads};
+          a.vocab_size = vocab_size;
           fastmask::span_corruption(a);
         });
       },

@@ -218,6 +218,24 @@ RowEnds write_segments_avx2(FASTMASK_T5_ROW_PARAMS) {
 #undef FASTMASK_T5_ROW_PARAMS
 #undef FASTMASK_T5_ROW_ARGS
 
+void check_token(const char* name, int64_t id, int64_t vocab_size) {
+  if (id < 0 || id >= vocab_size) fail(name, ": id ", id, " is outside the vocabulary [0, ", vocab_size, ")");
+}
+
+// Every id of the row in [0, vocab_size): one unsigned compare per id, the error only after the scan.
+template <typename T>
+void check_row_ids(const T* row, int64_t stride, int64_t length, int64_t b, int64_t vocab_size) {
+  bool outside = false;
+  for (int64_t i = 0; i < length; ++i)
+    outside |= static_cast<uint64_t>(static_cast<int64_t>(row[i * stride])) >= static_cast<uint64_t>(vocab_size);
+  if (!outside) return;
+  for (int64_t i = 0; i < length; ++i) {
+    const int64_t id = row[i * stride];
+    if (id < 0 || id >= vocab_size)
+      fail("input_ids: id ", id, " at position (", b, ", ", i, ") is outside the vocabulary [0, ", vocab_size, ")");
+  }
+}
+
 template <typename T>
 void span_corruption_typed(const SpanCorruptionArgs& a) {
   const uint64_t seed = static_cast<uint64_t>(*a.seed);
@@ -234,6 +252,11 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
       fail("denoisers: denoiser ", i, " does not fit rows of ", length, " tokens");
     draw_denoiser |= d[3] > 0;
   }
+  if (a.vocab_size > 0) {  // fastmask/t5.py checked the scalars on the host; refused here anyway
+    check_token("eos_token_id", a.eos, a.vocab_size);
+    check_token("pad_token_id", a.pad, a.vocab_size);
+    for (int64_t i = 0; i < a.num_sentinels; ++i) check_token("sentinel_ids", a.sentinels[i], a.vocab_size);
+  }
 
   const bool avx2 = philox_block_avx2();
   parallel_for(a.batch, a.threads, [&](int64_t b) {
@@ -241,6 +264,7 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
     Scratch& s = tls;  // one TLS lookup per row
     const uint64_t key = static_cast<uint64_t>(a.keys == nullptr ? b : load_int(a.keys, a.keys_dtype, b, a.keys_stride));
     const T* row = static_cast<const T*>(a.ids) + b * a.ids_stride0;
+    if (a.vocab_size > 0) check_row_ids(row, a.ids_stride1, length, b, a.vocab_size);
     T* in = static_cast<T*>(a.inputs) + b * a.input_length;
     T* tg = static_cast<T*>(a.targets) + b * a.target_length;
 

@@ -220,9 +220,13 @@ def _t5_module(chosen: str):
     return t5
 
 
-def span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+def span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, vocab_size,
+                         backend):
     chosen = resolve_backend(backend, ids.device)
-    if keys is None and chosen != "cpp":  # the C++ kernel uses the row index itself
+    if chosen == "cpp":  # checks the ids against vocab_size (> 0) inside; keys None: the row index
+        return _t5_module(chosen).span_corruption(
+            ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, vocab_size=vocab_size)
+    if keys is None:
         keys = torch.arange(ids.shape[0], device=ids.device)
     return _t5_module(chosen).span_corruption(
         ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw)
@@ -231,13 +235,15 @@ def span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_leng
 @torch.library.custom_op("fastmask::span_corruption", mutates_args=())
 def span_corruption(
     ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], table: torch.Tensor, sentinels: torch.Tensor,
-    eos: int, pad: int, input_length: int, target_length: int, draw: bool, backend: str,
+    eos: int, pad: int, input_length: int, target_length: int, draw: bool, vocab_size: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend)
+    """vocab_size: 0, or the vocabulary the C++ kernel checks ids against (other backends: the caller)."""
+    return span_corruption_impl(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw,
+                                vocab_size, backend)
 
 
 @span_corruption.register_fake
-def _(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+def _(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, vocab_size, backend):
     rows = ids.shape[0]
     lengths = [ids.new_empty(rows, dtype=torch.int64) for _ in range(3)]
     return (ids.new_empty(rows, input_length), ids.new_empty(rows, target_length), *lengths)

@@ -131,3 +131,101 @@ def test_fake_tensors_reach_the_fake_kernels():
     # Host caches kept no fake tensor: the same call on real tensors gives real outputs.
     real = fastmask.mask_tokens(torch.zeros(2, 32, dtype=torch.int64), mask_token_id=4, vocab_size=100, seed=1, backend="cpp")
     assert type(real.input_ids) is torch.Tensor and type(real.labels) is torch.Tensor
+
+
+# --- T5 / UL2: every id written is a token; t5_lengths exact and O(log L) (issue 17) -----------------
+
+T5_BACKENDS = ("reference", "cpp", "triton")
+
+
+def _t5_rows():
+    return torch.arange(40).reshape(2, 20) + 60  # ids 60..99 of a 100-token vocabulary
+
+
+@pytest.mark.parametrize("backend", T5_BACKENDS)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sentinel_ids=[-5]), r"sentinel_ids: expected an integer in \[0, 100\), got -5"),
+        (dict(sentinel_ids=[105]), r"sentinel_ids: expected an integer in \[0, 100\), got 105"),
+        (dict(sentinel_ids=[2**40]), r"sentinel_ids: expected an integer in \[0, 100\)"),
+        (dict(eos_token_id=-1), r"eos_token_id: expected an integer in \[0, 100\), got -1"),
+        (dict(eos_token_id=100), r"eos_token_id: expected an integer in \[0, 100\), got 100"),
+        (dict(ids=_t5_rows() + 1), r"input_ids: id 100 at position \(1, 19\) is outside the vocabulary \[0, 100\)"),
+        (dict(ids=_t5_rows() - 61), r"input_ids: id -1 at position \(0, 0\) is outside the vocabulary \[0, 100\)"),
+        (dict(ids=_t5_rows().int() + 1), r"input_ids: id 100 at position \(1, 19\) is outside"),
+        (dict(ids=(_t5_rows() + 2)[:, ::2]), r"input_ids: id 100 at position \(1, 9\)"),  # strided rows
+        (dict(vocab_size=None, sentinel_ids=[-5]), r"sentinel_ids: expected an integer in \[0, 9223372036854775808\)"),
+        (dict(vocab_size=None, sentinel_ids=[7], eos_token_id=-1), r"eos_token_id: expected an integer in \[0, "),
+    ],
+)
+def test_t5_ids_outside_the_vocabulary(backend, kwargs, message):
+    """Sentinels, eos and input ids outside the vocabulary were copied into the outputs on every backend."""
+    kwargs = dict(kwargs)
+    ids = kwargs.pop("ids", _t5_rows())
+    args = dict(vocab_size=100, eos_token_id=1, seed=3, backend=backend) | kwargs
+    with pytest.raises(ValueError, match=message):
+        fastmask.t5_span_corruption(ids, **args)
+
+
+@pytest.mark.parametrize("backend", T5_BACKENDS)
+def test_ul2_ids_outside_the_vocabulary(backend):
+    ids = _t5_rows()
+    common = dict(denoisers=[(3.0, 0.15), ("S", 0.25)], vocab_size=100, eos_token_id=1, seed=3, backend=backend)
+    with pytest.raises(ValueError, match=r"pad_token_id: expected an integer in \[0, 100\), got 100"):
+        fastmask.ul2_denoise(ids, **common, pad_token_id=100)
+    with pytest.raises(ValueError, match=r"pad_token_id: expected an integer in \[0, 100\), got -100"):
+        fastmask.ul2_denoise(ids, **common, pad_token_id=-100)
+    with pytest.raises(ValueError, match=r"input_ids: id 100 at position \(1, 19\)"):
+        fastmask.ul2_denoise(ids + 1, **common)
+    out = fastmask.ul2_denoise(ids, **common, validate=True)  # in range: validate only reads
+    assert int(out.inputs.max()) < 100 and int(out.targets.min()) >= 0
+
+
+def test_t5_cpp_kernel_checks_ids_itself():
+    """Defence in depth: the C++ kernel refuses ids, sentinels, eos and pad outside vocab_size even
+    when called without the host checks."""
+    from fastmask.cpp import t5 as cpp_t5
+
+    ids, seed = _t5_rows(), torch.tensor(3)
+    table = torch.tensor([[1 << 32, 3, 1, 0, 1]])
+    good = dict(eos=1, pad=0, input_length=19, target_length=5)
+    with pytest.raises(ValueError, match=r"input_ids: id 100 at position \(1, 19\) is outside the vocabulary \[0, 100\)"):
+        cpp_t5.span_corruption(ids + 1, seed, None, table, torch.tensor([99]), **good, vocab_size=100)
+    with pytest.raises(ValueError, match=r"sentinel_ids: id 105 is outside the vocabulary \[0, 100\)"):
+        cpp_t5.span_corruption(ids, seed, None, table, torch.tensor([105]), **good, vocab_size=100)
+    with pytest.raises(ValueError, match=r"eos_token_id: id -1 is outside"):
+        cpp_t5.span_corruption(ids, seed, None, table, torch.tensor([99]), **(good | dict(eos=-1)), vocab_size=100)
+
+
+def _t5_inputs_length(tokens, density, mean):
+    return fastmask.t5_output_lengths(tokens, density, mean)[0]
+
+
+@pytest.mark.parametrize("density, mean", [(0.15, 3.0), (0.5, 3.0), (0.3, 8.0), (0.8, 1.0), (0.05, 64.0)])
+def test_t5_lengths_is_the_longest_fitting_row(density, mean):
+    """Exact for every length: the returned rows' inputs fit, one token more does not."""
+    for inputs_length in range(3, 400):
+        try:
+            tokens, targets = fastmask.t5_lengths(inputs_length, density, mean)
+        except ValueError as error:
+            assert "inputs_length" in str(error)
+            continue
+        assert _t5_inputs_length(tokens, density, mean) <= inputs_length
+        step = 2 if density == 0.5 else 1  # HF's adjustment at density 0.5 may step one token back
+        try:
+            assert _t5_inputs_length(tokens + step, density, mean) > inputs_length, inputs_length
+        except ValueError:
+            pass  # longer rows are too short for their spans: tokens is still the longest usable
+        assert targets == fastmask.t5_output_lengths(tokens, density, mean)[1]
+    assert fastmask.t5_lengths(3) == (2, 3)  # was (3, 3), whose inputs are 4 tokens
+
+
+def test_t5_lengths_of_huge_inputs_returns_at_once():
+    """t5_lengths(2^31 - 1) searched one token at a time (a hang); now O(log L), capped below 2^31."""
+    tokens, targets = fastmask.t5_lengths(2**31 - 1)
+    assert tokens == 2**31 - 1 and _t5_inputs_length(tokens, 0.15, 3.0) <= 2**31 - 1
+    tokens, _ = fastmask.t5_lengths(10**9, 0.5, 3.0)
+    assert _t5_inputs_length(tokens, 0.5, 3.0) <= 10**9 < _t5_inputs_length(tokens + 2, 0.5, 3.0)
+    with pytest.raises(ValueError, match="inputs_length"):
+        fastmask.t5_lengths(1)

@@ -14,7 +14,8 @@ def _int64(tensor):
     return tensor if tensor.dtype == torch.int64 and tensor.is_contiguous() else tensor.to(torch.int64).contiguous()
 
 
-def span_corruption(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw=True):
+def span_corruption(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw=True, vocab_size=0):
+    """vocab_size > 0: the kernel also checks every id against it (0: unchecked)."""
     batch, length = ids.shape
     inputs = torch.empty((batch, input_length), dtype=ids.dtype)
     targets = torch.empty((batch, target_length), dtype=ids.dtype)
@@ -29,6 +30,6 @@ def span_corruption(ids, seed, keys, table, sentinels, eos, pad, input_length, t
         ids.data_ptr(), DTYPE_CODES[ids.dtype], stride0, stride1, batch, length, seed.data_ptr(), *key_args,
         table.data_ptr(), table.shape[0], sentinels.data_ptr(), sentinels.shape[0], eos, pad,
         input_length, target_length, inputs.data_ptr(), targets.data_ptr(),
-        lengths[0].data_ptr(), lengths[1].data_ptr(), lengths[2].data_ptr(), num_threads(),
+        lengths[0].data_ptr(), lengths[1].data_ptr(), lengths[2].data_ptr(), num_threads(), vocab_size,
     )
     return inputs, targets, lengths[0], lengths[1], lengths[2]
