@@ -9,8 +9,9 @@ from . import _library
 from .cpp import masking as _cpp_masking
 from ._backend import check_backend, has_memory, resolve_backend
 from ._rng import TWO_32
-from ._seed import resolve_seed
-from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
+from ._seed import check_keys, resolve_seed
+from ._validate import (check_id_rows, check_ids_in_range, check_int, check_memory, check_probability, check_same_shape,
+                        check_tensor)
 from .reference.cross_entropy import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "random_words"]
@@ -37,9 +38,13 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
         r is word j of Philox4x32-10(key=(seed lo, seed hi), counter=(i, purpose, key lo, key hi)).
     """
     check_backend(backend)
+    if keys is None:
+        raise ValueError("keys: expected the sample keys, int64 [R], got None")
     keys = _keys(keys, None, None)
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
+    check_memory("length", keys.shape[0] * length * 32, f"the words of {keys.shape[0]} rows of {length} positions (int64 x 4)",
+                 keys.device)
     seed = resolve_seed(seed, keys.device)
     return _library.call(torch.ops.fastmask.random_words, _library.random_words_impl, seed, keys, length, purpose, backend)
 
@@ -108,6 +113,11 @@ def mask_tokens(
         max_predictions = check_int("max_predictions", max_predictions, 1, _MAX_LENGTH)
     if not isinstance(exact, bool):
         raise ValueError(f"exact: expected a bool, got {type(exact).__name__}")
+    rows = batch * views
+    check_memory("max_predictions" if max_predictions else "views",
+                 rows * (2 * length * ids.element_size() + 8 * (max_predictions or 0)),
+                 f"the outputs of {rows} rows (input_ids, labels of {length} tokens"
+                 f"{f', {max_predictions} positions' if max_predictions else ''})", device)
 
     specials = _special_ids(special_ids, mask_token_id, vocab_size)
     for name, mask in (("special_tokens_mask", special_tokens_mask), ("attention_mask", attention_mask)):
@@ -203,16 +213,9 @@ def _rows(mask, one_row):
     return mask.unsqueeze(0) if one_row and isinstance(mask, torch.Tensor) else mask
 
 
-def _keys(keys, batch, device) -> torch.Tensor:
-    """Sample keys: int64/int32 [batch]; the row index by default."""
-    if keys is None:
-        return torch.arange(batch, dtype=torch.int64, device=device)
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
-    if batch is not None and (keys.shape[0] != batch or keys.device != device):
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
+def _keys(keys, batch, device) -> Optional[torch.Tensor]:
+    """Sample keys: int64/int32 [batch] (any length when batch is None); None stays None (the row index)."""
+    return check_keys(keys, batch, device)
 
 
 @_library.eager_cache

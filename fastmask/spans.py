@@ -13,7 +13,7 @@ from . import _library
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, probability_threshold
 from ._seed import resolve_seed
-from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape
+from ._validate import check_id_rows, check_ids_in_range, check_int, check_memory, check_probability, check_same_shape
 from .functional import (
     _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, MaskedTokens, _check_word_table, _constant, _keys, _replacements, _rows,
     _special_ids, _word_source,
@@ -123,6 +123,7 @@ def mask_spans(
     ignore_index = check_int("ignore_index", ignore_index, -id_limit, id_limit)
     if max_predictions is not None:
         max_predictions = check_int("max_predictions", max_predictions, 1, _MAX_LENGTH)
+        check_memory("max_predictions", batch * max_predictions * 8, f"the positions of {batch} rows (int64)", device)
     lengths = None if span_lengths is None else tuple(span_lengths)
     table = _constant(_table(lengths, geometric_p, max_span_length), device)
 

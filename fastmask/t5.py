@@ -11,8 +11,8 @@ import torch
 from . import _library
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, count, probability_threshold
-from ._seed import resolve_seed
-from ._validate import check_id_rows, check_ids_in_range, check_int, check_tensor
+from ._seed import check_keys, resolve_seed
+from ._validate import check_id_rows, check_ids_in_range, check_int
 
 __all__ = ["UL2_DENOISERS", "UL2Denoised", "t5_lengths", "t5_output_lengths", "t5_span_corruption", "ul2_denoise"]
 
@@ -237,17 +237,6 @@ def _constant(values: tuple, device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64).to(device)
 
 
-def _keys(keys, batch, device) -> Optional[torch.Tensor]:
-    if keys is None:
-        return None
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
-    if keys.shape[0] != batch or keys.device != device:
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
-
-
 # --- the public ops ------------------------------------------------------------------------------
 
 
@@ -280,7 +269,7 @@ def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, 
                   and (vocab_size is None or type(vocab_size) is int))
     arguments = (_cached_arguments if plain_ints else _arguments)(
         length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, ids.dtype, device)
-    keys = _keys(keys, batch, device)
+    keys = check_keys(keys, batch, device)
     chosen = resolve_backend(backend, device)
     if vocab_size is not None and (validate or (device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling())):
         check_ids_in_range("input_ids", ids, vocab_size)  # the C++ kernel checks inside; GPUs only under validate

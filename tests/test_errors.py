@@ -15,7 +15,7 @@ KEYS = torch.arange(3)
         (dict(seed=1.5), "seed: expected None, an int or an int64 tensor, got float"),
         (dict(seed=torch.tensor(1, dtype=torch.int32)), "seed: expected an int64 tensor"),
         (dict(seed=torch.tensor([1, 2])), "seed: expected an int64 tensor with one element"),
-        (dict(keys=torch.zeros(3)), "keys: expected dtype int64, int32, got float32"),
+        (dict(keys=torch.zeros(3)), "keys: expected integers, got float32"),
         (dict(keys=torch.zeros(2, 2, dtype=torch.int64)), r"keys: expected 1 dimension\(s\), got shape \(2, 2\)"),
         (dict(length=-1), r"length: expected an integer in \[0, 2147483648\), got -1"),
         (dict(length=2**31), "length: expected an integer in"),
@@ -229,3 +229,106 @@ def test_t5_lengths_of_huge_inputs_returns_at_once():
     assert _t5_inputs_length(tokens, 0.5, 3.0) <= 10**9 < _t5_inputs_length(tokens + 2, 0.5, 3.0)
     with pytest.raises(ValueError, match="inputs_length"):
         fastmask.t5_lengths(1)
+
+
+# --- keys, sizes, image and collator errors (issue 17) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ([1.7, 2.2], "keys: expected integers, got float32 values"),
+        (torch.tensor([1.5]), "keys: expected integers, got float32"),
+        ("ab", "keys: expected integers, got a str"),
+        (["a"], "keys: expected integers in"),
+        ([True, False], "keys: expected integers, got bool"),
+        ([2**63], r"keys: expected integers in \[-2\*\*63, 2\*\*63\)"),
+        ([-(2**63) - 1], r"keys: expected integers in \[-2\*\*63, 2\*\*63\)"),
+        ([None], "keys: expected integers in"),
+    ],
+)
+def test_keys_are_integers_never_truncated(keys, message):
+    for run in (lambda: fastmask.random_words(0, keys, 4),
+                lambda: fastmask.mask_tokens(torch.zeros(len(keys), 8, dtype=torch.int64), keys=keys, mask_token_id=4),
+                lambda: fastmask.random_patch_mask(len(keys), 16, 0.5, keys=keys)):
+        with pytest.raises(ValueError, match=message):
+            run()
+
+
+def test_sample_keys_refuse_floats_and_huge_indices():
+    from fastmask.collators import sample_keys
+
+    with pytest.raises(ValueError, match="indices: expected integers, got float32"):
+        sample_keys([1.7, 2.2])  # was [1, 2]
+    with pytest.raises(ValueError, match=r"indices: expected integers in \[-2\*\*63, 2\*\*63\)"):
+        sample_keys([2**63])
+    assert sample_keys([3, 4], epoch=1).tolist() == [(1 << 40) | 3, (1 << 40) | 4]
+    assert sample_keys([]).shape == (0,)
+
+
+def test_huge_sizes_name_the_argument_and_the_memory():
+    ids = torch.zeros(2, 8, dtype=torch.int64)
+    gib = r"would take [0-9.]+ GiB, more than the [0-9.]+ GiB of cpu memory available"
+    cases = [
+        (lambda: fastmask.mask_tokens(ids, mask_token_id=4, max_predictions=2**31 - 1), "max_predictions: .* " + gib),
+        (lambda: fastmask.mask_spans(ids, mask_token_id=4, vocab_size=100, max_predictions=2**31 - 1), "max_predictions: "),
+        (lambda: fastmask.random_words(0, [1, 2], 2**31 - 1), "length: the words of 2 rows .* " + gib),
+        (lambda: fastmask.block_mask(1, 30000, num_masking_patches=10**8), "num_masking_patches, min_num_patches.*" + gib),
+        (lambda: fastmask.block_mask(1, 14, min_num_patches=1e9), "min_num_patches.*BEiT's block table"),  # was OverflowError
+        (lambda: fastmask.block_mask(1, 14, min_aspect=1e-300), "min_aspect.*BEiT's block table"),  # was OverflowError
+        (lambda: fastmask.block_mask(2**30, 1000, num_masking_patches=1), "batch: .* " + gib),
+        (lambda: fastmask.random_patch_mask(2**30, 2**20, 0.5), "batch: the shuffles"),
+        (lambda: fastmask.tube_mask(1000, 2**20, 1000, 1000), "batch: the shuffles"),
+    ]
+    for run, message in cases:
+        with pytest.raises(ValueError, match=message):
+            run()
+    # Meta tensors allocate nothing: no bound.
+    meta = fastmask.random_words(0, torch.arange(2, device="meta"), 2**31 - 1)
+    assert meta.shape == (2, 2**31 - 1, 4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_device_without_cuda():
+    for run in (lambda: fastmask.block_mask(1, device="cuda"), lambda: fastmask.random_patch_mask(1, 16, 0.5, device="cuda")):
+        with pytest.raises(ValueError, match="device: cuda requested, but CUDA is not available"):
+            run()
+
+
+def test_gather_kept_and_restore_errors():
+    x, ids = torch.zeros(2, 4, 3), torch.tensor([[0, 3], [1, 2]])
+    with pytest.raises(ValueError, match=r"ids_keep: index 7 at \(0, 0\) is outside \[0, 4\)"):
+        fastmask.gather_kept(x, torch.full((2, 2), 7))
+    with pytest.raises(ValueError, match=r"ids_keep: index -1 at \(1, 1\)"):
+        fastmask.gather_kept(x, torch.tensor([[0, 1], [2, -1]]))
+    with pytest.raises(ValueError, match="ids_keep: expected dtype int64"):
+        fastmask.gather_kept(x, ids.int())
+    with pytest.raises(ValueError, match="x: expected a tensor"):
+        fastmask.gather_kept(x[:1], ids)
+    kept, restore = torch.zeros(2, 2, 3), torch.tensor([[0, 2, 1, 3], [3, 2, 1, 0]])
+    with pytest.raises(ValueError, match=r"mask_token: expected a tensor \[3\] or \[1, 1, 3\] on cpu, got float"):
+        fastmask.restore(kept, restore, 1.0)
+    with pytest.raises(ValueError, match=r"mask_token: expected a tensor \[3\] or \[1, 1, 3\] on cpu, got \(4,\)"):
+        fastmask.restore(kept, restore, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"ids_restore: index 4 at \(1, 0\) is outside \[0, 4\)"):
+        fastmask.restore(kept, restore + torch.tensor([[0], [1]]), torch.zeros(3))
+    with pytest.raises(ValueError, match="x_kept: 2 kept patches, more than the 1"):
+        fastmask.restore(kept, restore[:, :1], torch.zeros(3))
+    assert fastmask.restore(kept, restore, torch.ones(1, 1, 3)).shape == (2, 4, 3)
+
+
+def test_collators_name_none_features_and_missing_input_ids():
+    from fastmask.collators import DeviceMasker, MLMCollator, T5SpanCorruptionCollator
+
+    mlm, t5 = MLMCollator(_Tokenizer(), seed=1), T5SpanCorruptionCollator(_Tokenizer(), seed=1)
+    for collate, features, message in [
+        (mlm, [None], "input_ids: feature 0 is NoneType, not a sequence of token ids"),
+        (mlm, [{"input_ids": [5, 6]}, {"input_ids": None}], "input_ids: feature 1 is NoneType"),
+        (mlm, ["some text"], "input_ids: feature 0 is str"),
+        (t5, [{"input_ids": [5] * 20}, None], "input_ids: feature 1 is NoneType"),
+        (t5, [{"input_ids": None}], "input_ids: feature 0 is NoneType"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            collate(features)
+    with pytest.raises(ValueError, match=r"batch: expected 'input_ids' as a tensor .* got none \(keys: \['labels'\]\)"):
+        DeviceMasker(mlm)({"sample_keys": torch.arange(2), "labels": torch.zeros(2, 3)})
