@@ -78,15 +78,15 @@ def check_id_rows(input_ids, dtypes: tuple[torch.dtype, ...], max_length: int) -
 _GIB = 1 << 30
 
 
-def check_memory(name: str, nbytes: int, what: str, device: torch.device) -> None:
+def check_memory(name: str, nbytes, what, device: torch.device) -> None:
     """Refuse an allocation of `nbytes` that cannot succeed, before trying it: ValueError naming the
-    argument and the memory it would take. Only sizes above 1 GiB look at the device (meta tensors
-    allocate nothing; under torch.compile nothing is asked)."""
-    if nbytes <= _GIB or device.type == "meta" or torch.compiler.is_compiling():
+    argument and the memory it would take (`what()` says what it is for). Only sizes above 1 GiB look
+    at the device; meta tensors allocate nothing; under torch.compile (symbolic sizes) nothing is asked."""
+    if torch.compiler.is_compiling() or nbytes <= _GIB or device.type == "meta":
         return
     available = _available_bytes(device)
     if available is not None and nbytes > available:
-        raise ValueError(f"{name}: {what} would take {nbytes / _GIB:.1f} GiB, more than the {available / _GIB:.1f} GiB "
+        raise ValueError(f"{name}: {what()} would take {nbytes / _GIB:.1f} GiB, more than the {available / _GIB:.1f} GiB "
                          f"of {device.type} memory available")
 
 

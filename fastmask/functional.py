@@ -40,10 +40,10 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
     check_backend(backend)
     if keys is None:
         raise ValueError("keys: expected the sample keys, int64 [R], got None")
-    keys = _keys(keys, None, None)
+    keys = check_keys(keys, None, None)
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
-    check_memory("length", keys.shape[0] * length * 32, f"the words of {keys.shape[0]} rows of {length} positions (int64 x 4)",
+    check_memory("length", keys.shape[0] * length * 32, lambda: f"the words of {keys.shape[0]} rows of {length} positions (int64 x 4)",
                  keys.device)
     seed = resolve_seed(seed, keys.device)
     return _library.call(torch.ops.fastmask.random_words, _library.random_words_impl, seed, keys, length, purpose, backend)
@@ -116,7 +116,7 @@ def mask_tokens(
     rows = batch * views
     check_memory("max_predictions" if max_predictions else "views",
                  rows * (2 * length * ids.element_size() + 8 * (max_predictions or 0)),
-                 f"the outputs of {rows} rows (input_ids, labels of {length} tokens"
+                 lambda: f"the outputs of {rows} rows (input_ids, labels of {length} tokens"
                  f"{f', {max_predictions} positions' if max_predictions else ''})", device)
 
     specials = _special_ids(special_ids, mask_token_id, vocab_size)
@@ -131,7 +131,7 @@ def mask_tokens(
         if lengths.shape[0] != batch or lengths.device != device:
             raise ValueError(f"lengths: expected {batch} lengths on {device}, got {tuple(lengths.shape)} on {lengths.device}")
     if keys is not None:
-        keys = _keys(keys, batch, device)  # None: the row index, supplied by the backend
+        keys = check_keys(keys, batch, device)  # None: the row index, supplied by the backend
     words = _word_source(ids, one_row, word_ids, offset_mapping, word_table)
 
     thresholds = _thresholds(mlm_probability, prediction_probability, mask_replace_prob, random_replace_prob, device, validate)
@@ -211,11 +211,6 @@ def _word_source(ids, one_row, word_ids, offset_mapping, word_table) -> Optional
 
 def _rows(mask, one_row):
     return mask.unsqueeze(0) if one_row and isinstance(mask, torch.Tensor) else mask
-
-
-def _keys(keys, batch, device) -> Optional[torch.Tensor]:
-    """Sample keys: int64/int32 [batch] (any length when batch is None); None stays None (the row index)."""
-    return check_keys(keys, batch, device)
 
 
 @_library.eager_cache

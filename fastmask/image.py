@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import _library
-from ._backend import check_backend, has_memory
+from ._backend import check_backend, has_memory, resolve_backend
 from ._rng import TWO_32, count, probability_threshold
 from ._seed import check_keys, resolve_seed
 from ._validate import check_int, check_memory, check_tensor
@@ -118,7 +118,7 @@ def block_table(height: int, width: int, num_masking_patches: int, min_num_patch
     sides = (math.sqrt(area * max_aspect) + 2) * (math.sqrt(area / min_aspect) + 2)
     check_memory("num_masking_patches, min_num_patches, min_aspect, max_aspect",
                  most * (_QUADRATURE**2 * 24 + sides * 16),
-                 f"BEiT's block table (block sizes 1 to {most}, areas up to {area:.3g}, aspect ratios in "
+                 lambda: f"BEiT's block table (block sizes 1 to {most}, areas up to {area:.3g}, aspect ratios in "
                  f"[{min_aspect:.3g}, {max_aspect:.3g}])", torch.device("cpu"))
     limits = np.arange(1, most + 1, dtype=np.float64)
     weights = _block_weights(limits, min_num_patches, min_aspect, max_aspect)
@@ -196,7 +196,9 @@ def block_mask(
         raise ValueError(f"max_aspect: expected a number >= min_aspect = {low}, got {high}")
     attempts = check_int("max_attempts", max_attempts, 1, 1 << 20)
     device = _device_of(device, seed, keys)
-    check_memory("batch", batch * cells, f"{batch} masks of {height}x{width} (bool)", device)
+    # The output, and the reference's working set (cell indices, int64 keys per cell) where it runs.
+    work = 0 if resolve_backend(backend, device) == "cpp" else 16 * cells * (batch + 1) * (batch > 0)
+    check_memory("batch, height, width", batch * cells + work, lambda: f"{batch} masks of {height}x{width}", device)
     if not torch.compiler.is_compiling() and target > 0:
         table = block_table(height, width, target, min_patches, most, low, high)
         top = table.weights[-1]
@@ -219,7 +221,7 @@ def block_mask(
 def _shuffle(batch, patches, masked, seed, keys, backend, device, name="batch", out_cells=0) -> PatchMask:
     """MAE's shuffle; out_cells: the caller's output cells per row (bool), counted in the memory check."""
     check_memory(name, batch * (patches * 17 + (patches - masked) * 8 + out_cells),
-                 f"the shuffles of {batch} rows of {patches} patches", device)
+                 lambda: f"the shuffles of {batch} rows of {patches} patches", device)
     keys = check_keys(keys, batch, device)
     seed = resolve_seed(seed, device)
     out = _library.call(
