@@ -71,11 +71,14 @@ def _preview(values) -> str:
 
 
 def check_keys(keys, batch: Optional[int], device) -> Optional[torch.Tensor]:
-    """Sample keys: int64/int32 [batch] on `device` (any length when batch is None), or None, which
-    stays None (the row index, supplied by the backend)."""
+    """Sample keys: int64/int32 [batch] on `device` (any length when batch is None; a sequence is
+    made there), or None, which stays None (the row index, supplied by the backend)."""
     if keys is None:
         return None
+    given = keys
     keys = as_keys(keys)
+    if not isinstance(given, torch.Tensor) and device is not None:  # a sequence of keys: made on the op's device
+        keys = keys.to(device)
     check_tensor("keys", keys, dtypes=(torch.int64, torch.int32), ndim=1)
     if batch is not None and (keys.shape[0] != batch or keys.device != device):
         raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")

@@ -103,7 +103,8 @@ def _values(shape, dtype, low, high, g, specials):
 def _serve(conn):
     import resource
 
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+    if not torch.cuda.is_available():  # as tests/conftest.py: Triton runs in its interpreter without a GPU
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     try:  # a probe that slips past the size checks fails to allocate instead of taking the machine's memory
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         resource.setrlimit(resource.RLIMIT_AS, (min(16 << 30, total // 2), resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -122,6 +123,8 @@ def run_probe(probe):
     results = {}
     for backend in probe["backends"]:
         args = build(probe["args"])
+        if backend == "triton" and torch.cuda.is_available():
+            args = _on_gpu(probe["op"], args)
         inputs = {k: v for k, v in args.items() if not (k == "logits" and args.get("inplace_backward"))}  # documented
         before = _snapshot(inputs)
         try:
@@ -137,6 +140,26 @@ def run_probe(probe):
             violations.append("an input was modified")
         results[backend] = ("ok", _digest(out), violations)
     return results
+
+
+_IMAGE_OPS = ("block_mask", "random_patch_mask", "simmim_mask", "tube_mask")
+
+
+def _on_gpu(op, args):
+    """With a GPU, Triton gets CUDA tensors (and the image ops device="cuda"); meta stays meta."""
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value if value.device.type == "meta" else value.cuda()
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    args = move(args)
+    if op in _IMAGE_OPS and args.get("device") in (None, "cpu"):
+        args["device"] = "cuda"
+    return args
 
 
 def _tensors(value):
@@ -157,7 +180,7 @@ def _snapshot(args):
 def _hash(t):
     if t.device.type == "meta":
         return ("meta", tuple(t.shape), str(t.dtype))
-    data = t.detach().contiguous()
+    data = t.detach().cpu().contiguous()
     if data.dtype == torch.bfloat16:
         data = data.view(torch.int16)
     return (tuple(t.shape), str(t.dtype), hashlib.sha1(data.numpy().tobytes()).hexdigest())
@@ -171,7 +194,7 @@ def _digest(out):
         if t.device.type == "meta" or t.dtype.is_floating_point:
             values = None
             if t.device.type != "meta" and t.numel() <= 4096:
-                values = t.detach().double().reshape(-1).tolist()
+                values = t.detach().double().cpu().reshape(-1).tolist()
             digest.append(("float" if t.device.type != "meta" else "meta", tuple(t.shape), str(t.dtype), values))
         else:
             digest.append(("exact",) + _hash(t))
@@ -331,7 +354,7 @@ def _check_patch(args, out):
     bad = []
     if not bool((mask.sum(1) == patches - keep.shape[1]).all()):
         bad.append("masked count differs from L - L_keep")
-    if not torch.equal(restore.sort(1).values, torch.arange(patches).expand(batch, patches)):
+    if not torch.equal(restore.sort(1).values, torch.arange(patches, device=restore.device).expand(batch, patches)):
         bad.append("ids_restore is not a permutation")
     if bool(mask.gather(1, keep).any()):
         bad.append("a kept patch is masked")
