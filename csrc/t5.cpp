@@ -219,6 +219,24 @@ RowEnds write_segments_avx2(FASTMASK_T5_ROW_PARAMS) {
 #undef FASTMASK_T5_ROW_PARAMS
 #undef FASTMASK_T5_ROW_ARGS
 
+void check_token(const char* name, int64_t id, int64_t vocab_size) {
+  if (id < 0 || id >= vocab_size) fail(name, ": id ", id, " is outside the vocabulary [0, ", vocab_size, ")");
+}
+
+// Every id of the row in [0, vocab_size): one unsigned compare per id, the error only after the scan.
+template <typename T>
+void check_row_ids(const T* row, int64_t stride, int64_t length, int64_t b, int64_t vocab_size) {
+  bool outside = false;
+  for (int64_t i = 0; i < length; ++i)
+    outside |= static_cast<uint64_t>(static_cast<int64_t>(row[i * stride])) >= static_cast<uint64_t>(vocab_size);
+  if (!outside) return;
+  for (int64_t i = 0; i < length; ++i) {
+    const int64_t id = row[i * stride];
+    if (id < 0 || id >= vocab_size)
+      fail("input_ids: id ", id, " at position (", b, ", ", i, ") is outside the vocabulary [0, ", vocab_size, ")");
+  }
+}
+
 template <typename T>
 void span_corruption_typed(const SpanCorruptionArgs& a) {
   const uint64_t seed = static_cast<uint64_t>(*a.seed);
@@ -235,6 +253,11 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
       fail("denoisers: denoiser ", i, " does not fit rows of ", length, " tokens");
     draw_denoiser |= d[3] > 0;
   }
+  if (a.vocab_size > 0) {  // fastmask/t5.py checked the scalars on the host; refused here anyway
+    check_token("eos_token_id", a.eos, a.vocab_size);
+    check_token("pad_token_id", a.pad, a.vocab_size);
+    for (int64_t i = 0; i < a.num_sentinels; ++i) check_token("sentinel_ids", a.sentinels[i], a.vocab_size);
+  }
 
   const bool avx2 = philox_block_avx2();
   parallel_for(a.batch, a.threads, [&](int64_t b) {
@@ -242,6 +265,7 @@ void span_corruption_typed(const SpanCorruptionArgs& a) {
     Scratch& s = tls;  // one TLS lookup per row
     const uint64_t key = row_key(a.keys, b);
     const T* row = a.ids.as<T>() + b * a.ids.stride[0];
+    if (a.vocab_size > 0) check_row_ids(row, a.ids.stride[1], length, b, a.vocab_size);
     T* in = static_cast<T*>(a.inputs) + b * a.input_length;
     T* tg = static_cast<T*>(a.targets) + b * a.target_length;
 
@@ -327,7 +351,7 @@ namespace {
 
 void span_corruption_entry(TensorView ids, TensorView seed, OptionalView keys, TensorView table, TensorView sentinels,
                            int64_t eos, int64_t pad, TensorView inputs, TensorView targets, TensorView input_lengths,
-                           TensorView target_lengths, TensorView denoiser, int threads) {
+                           TensorView target_lengths, TensorView denoiser, int threads, int64_t vocab_size) {
   SpanCorruptionArgs a;
   std::tie(a.batch, a.length) = matrix_shape(ids, "input_ids");
   a.ids = ids;
@@ -348,6 +372,7 @@ void span_corruption_entry(TensorView ids, TensorView seed, OptionalView keys, T
   a.target_lengths = output<int64_t>(target_lengths, "target_lengths", {a.batch});
   a.denoiser = output<int64_t>(denoiser, "denoiser", {a.batch});
   a.threads = threads;
+  a.vocab_size = vocab_size;
   span_corruption(a);
 }
 
@@ -358,6 +383,6 @@ void bind_t5(pybind11::module_& m) {
   def_kernel(m, "span_corruption", &span_corruption_entry, py::arg("ids"), py::arg("seed"), py::arg("keys"),
              py::arg("table"), py::arg("sentinels"), py::arg("eos"), py::arg("pad"), py::arg("inputs"),
              py::arg("targets"), py::arg("input_lengths"), py::arg("target_lengths"), py::arg("denoiser"),
-             py::arg("threads"));
+             py::arg("threads"), py::arg("vocab_size"));
 }
 }  // namespace fastmask

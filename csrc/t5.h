@@ -26,6 +26,7 @@ struct SpanCorruptionArgs {
   int64_t* target_lengths;
   int64_t* denoiser;
   int threads;
+  int64_t vocab_size = 0;  // > 0: ids, sentinels, eos and pad must lie in [0, vocab_size)
 };
 
 void span_corruption(const SpanCorruptionArgs& args);

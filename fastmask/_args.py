@@ -63,18 +63,6 @@ def _rows(mask, one_row):
     return mask.unsqueeze(0) if one_row and isinstance(mask, torch.Tensor) else mask
 
 
-def _keys(keys, batch, device) -> torch.Tensor:
-    """Sample keys: int64/int32 [batch]; the row index by default."""
-    if keys is None:
-        return torch.arange(batch, dtype=torch.int64, device=device)
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
-    if batch is not None and (keys.shape[0] != batch or keys.device != device):
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
-
-
 @_library.eager_cache
 def _constant(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """A small int64 tensor of host values on `device`, made once per (values, device): ops only

@@ -15,14 +15,15 @@ from typing import Callable, Optional
 import torch
 
 from ._accumulation import accumulation_dtype
-from ._backend import resolve_backend
+from ._backend import making_fake_tensors, needs_dispatcher, resolve_backend
 from .words import word_codes
 
 
 def call(op, implementation, *args):
-    """Run `op` under torch.compile (so it traces as one node) and `implementation` directly in
-    eager mode, which saves the dispatcher's tens of microseconds per call."""
-    if torch.compiler.is_compiling():
+    """Run `op` under torch.compile (so it traces as one node) and on meta or fake tensors (its fake
+    kernel), and `implementation` directly otherwise, which saves the dispatcher's tens of
+    microseconds per call. args[0] is a tensor on the op's device (ids, or the seed)."""
+    if needs_dispatcher(args[0]):
         return op(*args)
     return implementation(*args)
 
@@ -71,12 +72,13 @@ def default_keys(keys: Optional[torch.Tensor], rows: int, device: torch.device, 
 
 def eager_cache(fn):
     """lru_cache for host-side helpers of pure values, in eager mode only: under torch.compile the
-    plain function is traced (Dynamo would ignore the cache anyway, with a warning)."""
+    plain function is traced (Dynamo would ignore the cache anyway, with a warning), and under a
+    FakeTensorMode the tensors it makes are fake (cached, they would leak into later real calls)."""
     cached = functools.lru_cache(maxsize=256)(fn)
 
     @functools.wraps(fn)
     def wrapper(*args):
-        return fn(*args) if torch.compiler.is_compiling() else cached(*args)
+        return fn(*args) if torch.compiler.is_compiling() or making_fake_tensors() else cached(*args)
 
     return wrapper
 
@@ -233,7 +235,8 @@ def _(grad, scale, backend):
 # --- T5 span corruption / UL2 (fastmask/t5.py, docs/t5.md) ------------------------------------
 
 
-def _span_corruption_fake(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, backend):
+def _span_corruption_fake(ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, vocab_size,
+                           backend):
     rows = ids.shape[0]
     lengths = [ids.new_empty(rows, dtype=torch.int64) for _ in range(3)]
     return (ids.new_empty(rows, input_length), ids.new_empty(rows, target_length), *lengths)
@@ -242,10 +245,14 @@ def _span_corruption_fake(ids, seed, keys, table, sentinels, eos, pad, input_len
 @op("span_corruption", fake=_span_corruption_fake)
 def span_corruption(
     ids: torch.Tensor, seed: torch.Tensor, keys: Optional[torch.Tensor], table: torch.Tensor, sentinels: torch.Tensor,
-    eos: int, pad: int, input_length: int, target_length: int, draw: bool, backend: str,
+    eos: int, pad: int, input_length: int, target_length: int, draw: bool, vocab_size: int, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """vocab_size: 0, or the vocabulary the C++ kernel checks ids against (other backends: the caller)."""
     chosen = resolve_backend(backend, ids.device)
     keys = default_keys(keys, ids.shape[0], ids.device, chosen)
+    if chosen == "cpp":
+        return implementation("t5", chosen).span_corruption(
+            ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw, vocab_size=vocab_size)
     return implementation("t5", chosen).span_corruption(
         ids, seed, keys, table, sentinels, eos, pad, input_length, target_length, draw)
 
@@ -312,12 +319,6 @@ def patch_shuffle(
     if chosen == "cpp":
         return implementation("image", chosen).patch_shuffle(seed, keys, batch, length, keep)
     return implementation("image", chosen).patch_shuffle(seed, keys, length, keep)
-
-
-@patch_shuffle.register_fake
-def _(seed, keys, batch, length, keep, backend):
-    return (seed.new_empty((batch, length), dtype=torch.bool), seed.new_empty((batch, keep), dtype=torch.int64),
-            seed.new_empty((batch, length), dtype=torch.int64))
 
 
 # --- fused LM-head cross-entropy (Triton only: CUDA, or CPU tensors under TRITON_INTERPRET=1) ----

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import torch
+
+from ._backend import has_memory
 
 
 def check_probability(name: str, p) -> float:
@@ -52,7 +55,10 @@ def check_same_shape(name: str, tensor, like: torch.Tensor, *, dtypes: tuple[tor
 
 
 def check_ids_in_range(name: str, ids: torch.Tensor, high: int) -> None:
-    """Tensor contents in [0, high): reads the tensor, so on a GPU this syncs (validate=True only)."""
+    """Tensor contents in [0, high): reads the tensor, so on a GPU this syncs (validate=True only).
+    Meta and fake tensors have no contents to check."""
+    if not has_memory(ids):
+        return
     bad = (ids < 0) | (ids >= high)
     if bool(bad.any()):
         where = tuple(int(i) for i in bad.nonzero()[0])
@@ -67,3 +73,36 @@ def check_id_rows(input_ids, dtypes: tuple[torch.dtype, ...], max_length: int) -
     ids = input_ids.unsqueeze(0) if one_row else input_ids
     check_int("sequence length", ids.shape[1], 0, max_length)
     return ids, one_row
+
+
+_GIB = 1 << 30
+
+
+def check_memory(name: str, nbytes, what, device: torch.device) -> None:
+    """Refuse an allocation of `nbytes` that cannot succeed, before trying it: ValueError naming the
+    argument and the memory it would take (`what()` says what it is for). Only sizes above 1 GiB look
+    at the device; meta tensors allocate nothing; under torch.compile (symbolic sizes) nothing is asked."""
+    if torch.compiler.is_compiling() or nbytes <= _GIB or device.type == "meta":
+        return
+    available = _available_bytes(device)
+    if available is not None and nbytes > available:
+        raise ValueError(f"{name}: {what()} would take {nbytes / _GIB:.1f} GiB, more than the {available / _GIB:.1f} GiB "
+                         f"of {device.type} memory available")
+
+
+def _available_bytes(device: torch.device):
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] if torch.cuda.is_available() else None
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -19,7 +19,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ._seed import resolve_seed
+from ._seed import as_keys, resolve_seed
 from ._validate import check_int, check_probability
 from .attention import FORMATS, attention_mask, unilm_objectives
 from .functional import mask_tokens, pad_sequences
@@ -34,7 +34,7 @@ _MAX_EPOCH = 1 << (63 - INDEX_BITS)
 def sample_keys(indices, epoch: int = 0) -> torch.Tensor:
     """int64 keys (epoch << 40) | index: distinct for every (index, epoch), whatever the batch."""
     epoch = check_int("epoch", epoch, 0, _MAX_EPOCH)
-    indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    indices = as_keys(indices, "indices").to(torch.int64).reshape(-1)  # floats and huge ints refused, not truncated
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= 1 << INDEX_BITS):
         raise ValueError(f"indices: expected dataset indices in [0, 2^{INDEX_BITS}), got {indices.tolist()[:8]}")
     return indices | (epoch << INDEX_BITS)
@@ -86,7 +86,8 @@ class IndexedDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def _key(self, index) -> int:
-        index = check_int("index", int(index), 0, 1 << INDEX_BITS)
+        index = check_int("index", int(index) if isinstance(index, torch.Tensor) and not index.is_floating_point() else index,
+                          0, 1 << INDEX_BITS)
         return index | (int(self._epoch[0]) << INDEX_BITS)
 
     def __getitem__(self, index):
@@ -103,6 +104,13 @@ class IndexedDataset(torch.utils.data.Dataset):
 
 
 # --- padding ---------------------------------------------------------------------------------------
+
+
+def _id_row(i: int, row):
+    """A feature's input_ids: a sized sequence (list, tuple, array, tensor), not None or a string."""
+    if row is None or isinstance(row, (str, bytes, Mapping)) or not hasattr(row, "__len__"):
+        raise ValueError(f"input_ids: feature {i} is {type(row).__name__}, not a sequence of token ids")
+    return row
 
 
 def _padded_length(lengths: list[int], multiple: Optional[int]) -> int:
@@ -245,7 +253,7 @@ class MLMCollator:
             if "input_ids" not in feature:
                 raise ValueError(f"features: feature {i} has no 'input_ids' (keys: {sorted(feature.keys())}); "
                                  "the collator needs tokenized input_ids")
-        ids_rows = [f["input_ids"] for f in features]
+        ids_rows = [_id_row(i, f["input_ids"]) for i, f in enumerate(features)]
         lengths = [len(row) for row in ids_rows]
         length = _padded_length(lengths, self.pad_to_multiple_of)
         if (not self._warned_long and self.model_max_length is not None and length > self.model_max_length
@@ -539,7 +547,7 @@ def _equal_length_ids(features: list) -> torch.Tensor:
             if "input_ids" not in feature:
                 raise ValueError(f"features: feature {i} has no 'input_ids' (keys: {sorted(feature.keys())})")
             feature = feature["input_ids"]
-        rows.append(feature)
+        rows.append(_id_row(i, feature))
     lengths = {len(row) for row in rows}
     if len(lengths) != 1:
         raise ValueError(f"input_ids: span corruption needs rows of one length (fixed chunks of the corpus), got lengths "
@@ -551,7 +559,7 @@ def _batch_keys(keys, count: int, counter: Optional["_CallCounter"] = None) -> t
     """Explicit keys, else IndexedDataset's, else the counter's (or, without one, fresh random ones)
     (docs/collators.md)."""
     if keys is not None:
-        keys = torch.as_tensor(keys, dtype=torch.int64).reshape(-1)
+        keys = as_keys(keys).to(torch.int64).reshape(-1)
         if keys.shape[0] != count:
             raise ValueError(f"keys: expected {count} sample keys, got {keys.shape[0]}")
         return keys
@@ -838,7 +846,11 @@ class DeviceMasker:
             raise ValueError(f"batch: no '{KEYS}'; collate with DeviceMasker.collator(), which adds each sample's key")
         batch = dict(batch)
         keys = batch.pop(KEYS)
-        data = batch[self.config.batch_key]
+        name = self.config.batch_key
+        data = batch.get(name)
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"batch: expected '{name}' as a tensor (the padding collator's output), got "
+                             f"{type(data).__name__ if name in batch else 'none'} (keys: {sorted(batch)})")
         if not isinstance(keys, torch.Tensor) or keys.device != data.device:
             where = keys.device if isinstance(keys, torch.Tensor) else type(keys).__name__
             raise ValueError(f"{KEYS}: expected the keys on the batch's device {data.device}, got {where}; move the "

@@ -7,14 +7,15 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
-from ._backend import check_backend, resolve_backend
+from ._backend import check_backend, has_memory, resolve_backend
 from ._rng import TWO_32
-from ._seed import resolve_seed
+from ._seed import check_keys, resolve_seed
 from ._args import (
-    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _keys, _replacements, _rows, _special_ids,
+    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _replacements, _rows, _special_ids,
     _word_source,
 )
-from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape, check_tensor
+from ._validate import (check_id_rows, check_ids_in_range, check_int, check_memory, check_probability, check_same_shape,
+                        check_tensor)
 from ._accumulation import accumulation_dtype, kept_rows
 
 __all__ = ["MaskedTokens", "mask_tokens", "masked_cross_entropy", "masked_lm_loss", "pad_sequences", "random_words"]
@@ -38,9 +39,13 @@ def random_words(seed, keys, length, purpose=0, backend="auto") -> torch.Tensor:
         r is word j of Philox4x32-10(key=(seed lo, seed hi), counter=(i, purpose, key lo, key hi)).
     """
     check_backend(backend)
-    keys = _keys(keys, None, None)
+    if keys is None:
+        raise ValueError("keys: expected the sample keys, int64 [R], got None")
+    keys = check_keys(keys, None, None)
     check_int("length", length, 0, _MAX_LENGTH)
     check_int("purpose", purpose, 0, TWO_32)
+    check_memory("length", keys.shape[0] * length * 32, lambda: f"the words of {keys.shape[0]} rows of {length} positions (int64 x 4)",
+                 keys.device)
     seed = resolve_seed(seed, keys.device)
     return _library.random_words(seed, keys, length, purpose, backend)
 
@@ -135,6 +140,11 @@ def mask_tokens(
         max_predictions = check_int("max_predictions", max_predictions, 1, _MAX_LENGTH)
     if not isinstance(exact, bool):
         raise ValueError(f"exact: expected a bool, got {type(exact).__name__}")
+    rows = batch * views
+    check_memory("max_predictions" if max_predictions else "views",
+                 rows * (2 * length * ids.element_size() + 8 * (max_predictions or 0)),
+                 lambda: f"the outputs of {rows} rows (input_ids, labels of {length} tokens"
+                 f"{f', {max_predictions} positions' if max_predictions else ''})", device)
 
     specials = _special_ids(special_ids, mask_token_id, vocab_size)
     if pad_token_id is not None:  # padding by id, as HF's collator finds it: never selected, never in labels
@@ -150,7 +160,7 @@ def mask_tokens(
         if lengths.shape[0] != batch or lengths.device != device:
             raise ValueError(f"lengths: expected {batch} lengths on {device}, got {tuple(lengths.shape)} on {lengths.device}")
     if keys is not None:
-        keys = _keys(keys, batch, device)  # None: the row index, supplied by the backend
+        keys = check_keys(keys, batch, device)  # None: the row index, supplied by the backend
     words = _word_source(ids, one_row, word_ids, offset_mapping, word_table)
 
     thresholds = _thresholds(mlm_probability, prediction_probability, mask_replace_prob, random_replace_prob, device, validate)
@@ -428,6 +438,8 @@ def _check_float(name, value, low, high, *, low_open=False, high_open=False) -> 
 
 
 def _check_labels(labels, ignore_index, vocab):
+    if not has_memory(labels):  # meta or fake: no contents
+        return
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= vocab))
     if bool(bad.any()):
         row = int(bad.nonzero()[0, 0])
@@ -604,8 +616,10 @@ def masked_lm_loss(
     flat_labels = labels.reshape(-1)
     per_row = reduction == "none" or return_lse or return_predictions
     # Exact compaction where it costs no sync (a CPU, eager) and no output shows it.
-    static = device.type != "cpu" or torch.compiler.is_compiling() or per_row
-    host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling())  # GPUs: validate only
+    readable = has_memory(labels)  # meta or fake tensors have no contents to check or compact
+    static = device.type != "cpu" or torch.compiler.is_compiling() or per_row or not readable
+    validate = validate and readable
+    host_checks = validate or (device.type == "cpu" and not torch.compiler.is_compiling() and readable)  # GPUs: validate only
     if host_checks:  # against the whole vocabulary with a process group
         _check_labels(flat_labels, ignore_index, vocab if process_group is None else _vocab_parallel.layout(vocab, process_group, device)[1])
     index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)

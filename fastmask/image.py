@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from . import _library
-from ._backend import check_backend
+from ._backend import check_backend, has_memory, resolve_backend
 from ._rng import TWO_32, count, probability_threshold
-from ._seed import resolve_seed
-from ._validate import check_int, check_tensor
+from ._seed import check_keys, resolve_seed
+from ._validate import check_int, check_memory, check_tensor
 
 __all__ = ["BlockTable", "PatchMask", "block_mask", "block_table", "gather_kept", "random_patch_mask", "restore",
            "simmim_mask", "tube_mask"]
@@ -59,7 +59,12 @@ def _check_positive_real(name, x) -> float:
 
 def _device_of(device, seed, keys) -> torch.device:
     if device is not None:
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (TypeError, RuntimeError) as error:
+            raise ValueError(f"device: expected a torch.device or a device string, got {device!r} ({error})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: {device} requested, but CUDA is not available")
         if device.type == "cuda" and device.index is None:  # "cuda" is the current GPU, as tensors report it
             device = torch.device("cuda", torch.cuda.current_device())
         return device
@@ -68,17 +73,6 @@ def _device_of(device, seed, keys) -> torch.device:
     if isinstance(seed, torch.Tensor):
         return seed.device
     return torch.device("cpu")
-
-
-def _keys(keys, batch, device) -> Optional[torch.Tensor]:
-    if keys is None:
-        return None
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=(torch.int64, torch.int32), ndim=1)
-    if keys.shape[0] != batch or keys.device != device:
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
 
 
 def _masked_count(mask_ratio, patches, name="mask_ratio") -> int:
@@ -100,12 +94,14 @@ def _block_weights(limits: np.ndarray, min_patches: float, low: float, high: flo
     hi = np.maximum(min_patches, limits)[:, None]
     root_area = np.sqrt(lo + (hi - lo) * q[None, :])[:, :, None]  # [M, Q, 1]
     root_aspect = np.sqrt(np.exp(math.log(low) + (math.log(high) - math.log(low)) * q))[None, None, :]  # [1, 1, Q]
-    h = np.rint(root_area * root_aspect).astype(np.int32)  # sqrt(area * aspect), ties to even as Python's round
-    w = np.rint(root_area / root_aspect).astype(np.int32)
+    h = np.rint(root_area * root_aspect)  # sqrt(area * aspect), ties to even as Python's round
+    w = np.rint(root_area / root_aspect)
     hmax, wmax = int(h.max()), int(w.max())
+    index = np.int32 if len(limits) * (hmax + 1) * (wmax + 1) < 1 << 31 else np.int64
+    h, w = h.astype(index), w.astype(index)
     h *= wmax + 1
     h += w
-    h += (np.arange(len(limits), dtype=np.int32) * ((hmax + 1) * (wmax + 1)))[:, None, None]
+    h += (np.arange(len(limits), dtype=index) * ((hmax + 1) * (wmax + 1)))[:, None, None]
     counts = np.bincount(h.ravel(), minlength=len(limits) * (hmax + 1) * (wmax + 1))
     return counts.reshape(len(limits), hmax + 1, wmax + 1)
 
@@ -116,6 +112,14 @@ def block_table(height: int, width: int, num_masking_patches: int, min_num_patch
     """The shapes and integer weights of BEiT's block draw for M = 1..min(num_masking_patches,
     max_num_patches) (docs/image.md), and the cumulative thresholds the kernels compare words with."""
     most = max(1, min(num_masking_patches, max_num_patches))
+    # Bounded before building: [M, Q, Q] draws and [M, hmax + 1, wmax + 1] counts (a 30000 x 30000 grid
+    # asked for a 366 GiB table; min_aspect = 1e-300, blocks 1e150 patches high).
+    area = max(min_num_patches, most)
+    sides = (math.sqrt(area * max_aspect) + 2) * (math.sqrt(area / min_aspect) + 2)
+    check_memory("num_masking_patches, min_num_patches, min_aspect, max_aspect",
+                 most * (_QUADRATURE**2 * 24 + sides * 16),
+                 lambda: f"BEiT's block table (block sizes 1 to {most}, areas up to {area:.3g}, aspect ratios in "
+                 f"[{min_aspect:.3g}, {max_aspect:.3g}])", torch.device("cpu"))
     limits = np.arange(1, most + 1, dtype=np.float64)
     weights = _block_weights(limits, min_num_patches, min_aspect, max_aspect)
     hs, ws = np.meshgrid(np.arange(weights.shape[1]), np.arange(weights.shape[2]), indexing="ij")
@@ -192,6 +196,9 @@ def block_mask(
         raise ValueError(f"max_aspect: expected a number >= min_aspect = {low}, got {high}")
     attempts = check_int("max_attempts", max_attempts, 1, 1 << 20)
     device = _device_of(device, seed, keys)
+    # The output, and the reference's working set (cell indices, int64 keys per cell) where it runs.
+    work = 0 if resolve_backend(backend, device) == "cpp" else 16 * cells * (batch + 1) * (batch > 0)
+    check_memory("batch, height, width", batch * cells + work, lambda: f"{batch} masks of {height}x{width}", device)
     if not torch.compiler.is_compiling() and target > 0:
         table = block_table(height, width, target, min_patches, most, low, high)
         top = table.weights[-1]
@@ -200,7 +207,7 @@ def block_mask(
                 f"height, width: a {height}x{width} grid cannot hold a block of the requested size (about "
                 f"{min(min_patches, most)} to {most} patches, aspect in [{low:.3g}, {high:.3g}]; BEiT needs h < height, w < width)")
     shapes_t, cum_t = _block_tensors(height, width, target, min_patches, most, low, high, device)
-    keys = _keys(keys, batch, device)
+    keys = check_keys(keys, batch, device)
     seed = resolve_seed(seed, device)
     return _library.block_mask(seed, keys, cum_t, shapes_t, batch, height, width, target, attempts, bool(exact), backend)
 
@@ -208,8 +215,11 @@ def block_mask(
 # --- MAE, SimMIM, tubes: one shuffle of the patches ---------------------------------------------------
 
 
-def _shuffle(batch, patches, masked, seed, keys, backend, device) -> PatchMask:
-    keys = _keys(keys, batch, device)
+def _shuffle(batch, patches, masked, seed, keys, backend, device, name="batch", out_cells=0) -> PatchMask:
+    """MAE's shuffle; out_cells: the caller's output cells per row (bool), counted in the memory check."""
+    check_memory(name, batch * (patches * 17 + (patches - masked) * 8 + out_cells),
+                 lambda: f"the shuffles of {batch} rows of {patches} patches", device)
+    keys = check_keys(keys, batch, device)
     seed = resolve_seed(seed, device)
     out = _library.patch_shuffle(seed, keys, batch, patches, patches - masked, backend)
     return PatchMask(*out)
@@ -227,18 +237,21 @@ def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, *, seed=N
     return _shuffle(batch, patches, masked, seed, keys, backend, _device_of(device, seed, keys))
 
 
-def gather_kept(x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
-    """MAE's x_masked: x [B, L, ...] -> [B, L_keep, ...], x[b, ids_keep[b, i]]. Differentiable."""
+def gather_kept(x: torch.Tensor, ids_keep: torch.Tensor, *, validate: bool = False) -> torch.Tensor:
+    """MAE's x_masked: x [B, L, ...] -> [B, L_keep, ...], x[b, ids_keep[b, i]]. Differentiable.
+    ids_keep must lie in [0, L): checked on a CPU, on a GPU only under validate=True (it syncs)."""
     check_tensor("ids_keep", ids_keep, dtypes=(torch.int64,), ndim=2)
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] != ids_keep.shape[0]:
         raise ValueError(f"x: expected a tensor [B, L, ...] with B = {ids_keep.shape[0]}, got {getattr(x, 'shape', x)}")
+    _check_index("ids_keep", ids_keep, x.shape[1], x.device, validate)
     index = ids_keep.reshape(*ids_keep.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     return torch.gather(x, 1, index)
 
 
-def restore(x_kept: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+def restore(x_kept: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.Tensor, *, validate: bool = False) -> torch.Tensor:
     """MAE's decoder input: x_kept [B, L_keep, D] and L - L_keep copies of mask_token ([D] or
-    [1, 1, D]), unshuffled by ids_restore [B, L] -> [B, L, D]. Differentiable."""
+    [1, 1, D]), unshuffled by ids_restore [B, L] -> [B, L, D]. Differentiable. ids_restore must
+    lie in [0, L): checked on a CPU, on a GPU only under validate=True (it syncs)."""
     check_tensor("ids_restore", ids_restore, dtypes=(torch.int64,), ndim=2)
     if not isinstance(x_kept, torch.Tensor) or x_kept.dim() != 3 or x_kept.shape[0] != ids_restore.shape[0]:
         raise ValueError(f"x_kept: expected a tensor [B, L_keep, D] with B = {ids_restore.shape[0]}, got {getattr(x_kept, 'shape', x_kept)}")
@@ -246,9 +259,26 @@ def restore(x_kept: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.T
     length = ids_restore.shape[1]
     if kept > length:
         raise ValueError(f"x_kept: {kept} kept patches, more than the {length} of ids_restore")
+    if (not isinstance(mask_token, torch.Tensor) or mask_token.numel() != dim or mask_token.device != x_kept.device
+            or mask_token.shape not in ((dim,), (1, 1, dim))):
+        got = f"{tuple(mask_token.shape)} on {mask_token.device}" if isinstance(mask_token, torch.Tensor) else type(mask_token).__name__
+        raise ValueError(f"mask_token: expected a tensor [{dim}] or [1, 1, {dim}] on {x_kept.device}, got {got}")
+    _check_index("ids_restore", ids_restore, length, x_kept.device, validate)
     token = mask_token.reshape(1, 1, dim).to(x_kept.dtype)
     full = torch.cat([x_kept, token.expand(batch, length - kept, dim)], dim=1)
     return torch.gather(full, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dim))
+
+
+def _check_index(name, index, size, device, validate):
+    """An index tensor on `device` with values in [0, size); contents read on a CPU (eager) or under validate."""
+    if index.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device}, got {index.device}")
+    if not has_memory(index) or not (validate or (device.type == "cpu" and not torch.compiler.is_compiling())):
+        return
+    bad = (index < 0) | (index >= size)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name}: index {int(index[where])} at {where} is outside [0, {size})")
 
 
 def _pair(name, value):
@@ -276,7 +306,8 @@ def simmim_mask(batch: int, input_size=192, mask_patch_size: int = 32, model_pat
     ratio = _check_ratio("mask_ratio", mask_ratio)
     rows, cols, scale = size_h // mask_patch, size_w // mask_patch, mask_patch // model_patch
     masked = _masked_count(ratio, rows * cols)
-    coarse = _shuffle(batch, rows * cols, masked, seed, keys, backend, _device_of(device, seed, keys)).mask
+    coarse = _shuffle(batch, rows * cols, masked, seed, keys, backend, _device_of(device, seed, keys),
+                      out_cells=(size_h // model_patch) * (size_w // model_patch)).mask
     coarse = coarse.reshape(batch, rows, 1, cols, 1)
     return coarse.expand(batch, rows, scale, cols, scale).reshape(batch, rows * scale, cols * scale)
 
@@ -293,5 +324,6 @@ def tube_mask(batch: int, frames: int, height: int, width: int, mask_ratio: floa
     ratio = _check_ratio("mask_ratio", mask_ratio)
     patches = height * width
     masked = _masked_count(ratio, patches)
-    spatial = _shuffle(batch, patches, masked, seed, keys, backend, _device_of(device, seed, keys)).mask
+    spatial = _shuffle(batch, patches, masked, seed, keys, backend, _device_of(device, seed, keys),
+                       out_cells=frames * patches).mask
     return spatial.unsqueeze(1).expand(batch, frames, patches).reshape(batch, frames * patches)

@@ -9,9 +9,9 @@ import torch
 
 from . import _library
 from ._backend import check_backend
-from ._seed import resolve_seed
+from ._seed import check_keys, resolve_seed
 from ._validate import check_id_rows, check_int, check_probability
-from .functional import _INT_IDS, _constant, _keys
+from ._args import _INT_IDS, _constant
 
 __all__ = ["PermutationLM", "permutation_lm"]
 
@@ -88,7 +88,9 @@ def permutation_lm(
 
     device = ids.device
     seed = resolve_seed(seed, device)
-    keys = _keys(keys, batch, device)
+    keys = check_keys(keys, batch, device)
+    if keys is None:  # the row index
+        keys = torch.arange(batch, dtype=torch.int64, device=device)
     out_ids, perm_mask, labels = _library.call(
         torch.ops.fastmask.permutation_lm, _library.permutation_lm_impl, ids, seed, keys, _constant(contexts, device),
         attempts, _constant(tuple(sorted(functional)), device), mask_token_id, ignore_index, dtype, backend,

@@ -12,10 +12,10 @@ import torch
 from . import _library
 from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, probability_threshold
-from ._seed import resolve_seed
-from ._validate import check_id_rows, check_ids_in_range, check_int, check_probability, check_same_shape
+from ._seed import check_keys, resolve_seed
+from ._validate import check_id_rows, check_ids_in_range, check_int, check_memory, check_probability, check_same_shape
 from ._args import (
-    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _keys, _replacements, _rows, _special_ids,
+    _INT_IDS, _MASK_DTYPES, _MAX_LENGTH, _check_word_table, _constant, _replacements, _rows, _special_ids,
     _word_source,
 )
 from .functional import MaskedTokens
@@ -75,7 +75,7 @@ def draw_lengths(seed: int, keys, attempts: int, span_lengths=None, geometric_p:
     the row end, a taken word or the budget (the distribution the table encodes)."""
     from .reference.spans import draw_lengths as draw
 
-    keys = _keys(keys, None, None)
+    keys = check_keys(keys, None, None)
     return draw(resolve_seed(seed, keys.device), keys, attempts, length_table(span_lengths, geometric_p, max_span_length))
 
 
@@ -124,6 +124,7 @@ def mask_spans(
     ignore_index = check_int("ignore_index", ignore_index, -id_limit, id_limit)
     if max_predictions is not None:
         max_predictions = check_int("max_predictions", max_predictions, 1, _MAX_LENGTH)
+        check_memory("max_predictions", batch * max_predictions * 8, lambda: f"the positions of {batch} rows (int64)", device)
     lengths = None if span_lengths is None else tuple(span_lengths)
     table = _constant(_table(lengths, geometric_p, max_span_length), device)
 
@@ -134,7 +135,7 @@ def mask_spans(
     special_mask = _rows(special_tokens_mask, one_row)
     attention = _rows(attention_mask, one_row)
     if keys is not None:
-        keys = _keys(keys, batch, device)
+        keys = check_keys(keys, batch, device)
     words = _word_source(ids, one_row, word_ids, offset_mapping, word_table)
 
     for name, p in (("mlm_probability", mlm_probability), ("mask_replace_prob", mask_replace_prob),

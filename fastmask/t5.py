@@ -9,10 +9,10 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
-from ._backend import check_backend
+from ._backend import check_backend, resolve_backend
 from ._rng import TWO_32, count, probability_threshold
-from ._seed import resolve_seed
-from ._validate import check_id_rows, check_int, check_tensor
+from ._seed import check_keys, resolve_seed
+from ._validate import check_id_rows, check_ids_in_range, check_int
 
 __all__ = ["UL2_DENOISERS", "UL2Denoised", "t5_chunks", "t5_lengths", "t5_output_lengths", "t5_span_corruption", "ul2_denoise"]
 
@@ -82,8 +82,9 @@ def t5_output_lengths(length: int, noise_density: float = 0.15, mean_noise_span_
 
 def t5_lengths(inputs_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0) -> tuple[int, int]:
     """(tokens_length, targets_length) as HF's `compute_input_and_target_lengths`: the longest rows
-    whose corrupted inputs fit in `inputs_length` tokens, and their targets length. Feed rows of
-    tokens_length to t5_span_corruption (e.g. 568 for inputs of 512 at 0.15 / 3)."""
+    (below 2^31, the ops' limit) whose corrupted inputs fit in `inputs_length` tokens, and their
+    targets length. Feed rows of tokens_length to t5_span_corruption (e.g. 568 for inputs of 512 at
+    0.15 / 3)."""
     inputs_length = check_int("inputs_length", inputs_length, 1, _MAX_LENGTH)
     density = _check_density("noise_density", noise_density)
     mean = _check_mean("mean_noise_span_length", mean_noise_span_length)
@@ -92,9 +93,20 @@ def t5_lengths(inputs_length: int, noise_density: float = 0.15, mean_noise_span_
         noise, spans = _span_counts(tokens, density, mean)
         return tokens - noise + spans + 1, noise + spans + 1
 
-    tokens = inputs_length
-    while sizes(tokens + 1)[0] <= inputs_length:
-        tokens += 1
+    # The inputs length L - N + K + 1 never decreases with L (N and K grow by at most one per token,
+    # and K with N), so a binary search finds the last L that fits: O(log L) evaluations.
+    if sizes(1)[0] > inputs_length:
+        raise ValueError(f"inputs_length: even one-token rows make {sizes(1)[0]} input tokens, more than {inputs_length}")
+    fits, beyond = 1, min(2 * inputs_length + 2, _MAX_LENGTH)  # a first bound, doubled while it still fits
+    while beyond < _MAX_LENGTH and sizes(beyond)[0] <= inputs_length:
+        fits, beyond = beyond, min(2 * beyond, _MAX_LENGTH)
+    while beyond - fits > 1:
+        middle = (fits + beyond) // 2
+        if sizes(middle)[0] <= inputs_length:
+            fits = middle
+        else:
+            beyond = middle
+    tokens = fits
     targets = sizes(tokens)[1]
     if density == 0.5 and targets > inputs_length:  # HF's adjustment: targets no longer than inputs
         tokens -= 1
@@ -201,12 +213,12 @@ def _default_sentinels(vocab_size: int, needed: int) -> tuple[int, ...]:
 
 
 def _sentinels(sentinel_ids, vocab_size, needed: int, id_limit: int) -> tuple[int, ...]:
+    """Span i's sentinel; ids in [0, vocab_size), or of the ids' dtype (id_limit) without it."""
     if sentinel_ids is None:
         if vocab_size is None:
             if needed == 0:
                 return (0,)
             raise ValueError("sentinel_ids: give sentinel_ids, or vocab_size for T5's vocab_size - 1 - i")
-        vocab_size = check_int("vocab_size", vocab_size, 1, id_limit)
         return _default_sentinels(vocab_size, needed)
     if isinstance(sentinel_ids, torch.Tensor):
         if sentinel_ids.dim() != 1 or sentinel_ids.dtype not in _INT_IDS:
@@ -216,7 +228,7 @@ def _sentinels(sentinel_ids, vocab_size, needed: int, id_limit: int) -> tuple[in
     if len(sentinel_ids) < needed:
         raise ValueError(f"sentinel_ids: expected at least {needed} ids, one per noise span, got {len(sentinel_ids)}")
     for value in sentinel_ids[:needed]:
-        check_int("sentinel_ids", value, -id_limit, id_limit)
+        check_int("sentinel_ids", value, 0, vocab_size or id_limit)
     return tuple(sentinel_ids[:needed]) if needed else (0,)
 
 
@@ -225,26 +237,18 @@ def _constant(values: tuple, device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64).to(device)
 
 
-def _keys(keys, batch, device) -> Optional[torch.Tensor]:
-    if keys is None:
-        return None
-    if not isinstance(keys, torch.Tensor):
-        keys = torch.as_tensor(keys, dtype=torch.int64)
-    check_tensor("keys", keys, dtypes=_INT_IDS, ndim=1)
-    if keys.shape[0] != batch or keys.device != device:
-        raise ValueError(f"keys: expected {batch} keys on {device}, got {tuple(keys.shape)} on {keys.device}")
-    return keys
-
-
 # --- the public ops ------------------------------------------------------------------------------
 
 
 def _arguments(length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, dtype, device):
     """The op's host-side arguments after the row shape: (table, sentinels, eos, pad, input_length,
-    target_length, draw)."""
+    target_length, draw). Every id written (sentinels, eos, pad) lies in [0, vocab_size), or is a
+    non-negative id of the ids' dtype without vocab_size."""
     id_limit = torch.iinfo(dtype).max + 1
-    eos = check_int("eos_token_id", eos_token_id, -id_limit, id_limit)
-    pad = check_int("pad_token_id", pad_token_id, -id_limit, id_limit)
+    if vocab_size is not None:
+        vocab_size = check_int("vocab_size", vocab_size, 1, id_limit)
+    eos = check_int("eos_token_id", eos_token_id, 0, vocab_size or id_limit)
+    pad = check_int("pad_token_id", pad_token_id, 0, vocab_size or id_limit)
     plan = _plan(length, denoisers, weights)
     sentinels = _sentinels(sentinel_ids, vocab_size, plan.sentinels_needed, id_limit)
     return (_constant(plan.table, device), _constant(sentinels, device), eos, pad,
@@ -255,7 +259,8 @@ def _arguments(length, denoisers, weights, sentinel_ids, vocab_size, eos_token_i
 _cached_arguments = _library.eager_cache(_arguments)
 
 
-def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, backend):
+def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, validate,
+         backend):
     check_backend(backend)
     ids, one_row = check_id_rows(input_ids, _INT_IDS, _MAX_LENGTH)
     batch, length = ids.shape
@@ -264,9 +269,12 @@ def _run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, 
                   and (vocab_size is None or type(vocab_size) is int))
     arguments = (_cached_arguments if plain_ints else _arguments)(
         length, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, ids.dtype, device)
-    keys = _keys(keys, batch, device)
+    keys = check_keys(keys, batch, device)
+    chosen = resolve_backend(backend, device)
+    if vocab_size is not None and (validate or (device.type == "cpu" and chosen != "cpp" and not torch.compiler.is_compiling())):
+        check_ids_in_range("input_ids", ids, vocab_size)  # the C++ kernel checks inside; GPUs only under validate
     seed = resolve_seed(seed, device)
-    out = _library.span_corruption(ids, seed, keys, *arguments, backend)
+    out = _library.span_corruption(ids, seed, keys, *arguments, vocab_size or 0, backend)
     if one_row:
         out = tuple(t[0] for t in out)
     return out
@@ -282,6 +290,7 @@ def t5_span_corruption(
     eos_token_id: int,
     seed=None,
     keys=None,
+    validate: bool = False,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """T5 span corruption (docs/t5.md): returns (inputs, targets) of input_ids' dtype,
@@ -290,13 +299,16 @@ def t5_span_corruption(
     sentinel in the inputs, and the targets the sentinels each followed by its span; both end in EOS.
 
     Span i gets sentinel_ids[i]; by default vocab_size - 1 - i (T5's <extra_id_i>, vocab_size =
-    len(tokenizer)). seed, keys: the random stream (docs/rng.md); keys default to the row index.
+    len(tokenizer)). With vocab_size, input ids, sentinels and eos must lie in [0, vocab_size)
+    (ValueError otherwise; ids on a GPU are read only under validate=True, which syncs).
+    seed, keys: the random stream (docs/rng.md); keys default to the row index.
     Every row of the batch has the same length L (fixed chunks, as HF's Flax example); see
     t5_lengths for the L that gives inputs of a chosen length.
     """
     denoisers = (("span", _check_mean("mean_noise_span_length", mean_noise_span_length),
                   _check_density("noise_density", noise_density)),)
-    inputs, targets, _, _, _ = _run(input_ids, denoisers, None, sentinel_ids, vocab_size, eos_token_id, 0, seed, keys, backend)
+    inputs, targets, _, _, _ = _run(input_ids, denoisers, None, sentinel_ids, vocab_size, eos_token_id, 0, seed, keys,
+                                    validate, backend)
     return inputs, targets
 
 
@@ -311,6 +323,7 @@ def ul2_denoise(
     pad_token_id: int = 0,
     seed=None,
     keys=None,
+    validate: bool = False,
     backend: str = "auto",
 ) -> UL2Denoised:
     """UL2's mixture of denoisers (docs/t5.md): each row gets one denoiser, chosen from the stream
@@ -318,11 +331,12 @@ def ul2_denoise(
     noise_density) for T5 span corruption, ("S", density) for a prefix LM (inputs = prefix + EOS,
     targets = suffix + EOS, suffix length uniform around density * L). Inputs and targets are padded
     with pad_token_id to the largest lengths over the mixture; the result also holds each row's
-    lengths and denoiser index (int64 [B])."""
+    lengths and denoiser index (int64 [B]). Ids are checked as t5_span_corruption's (pad_token_id too)."""
     denoisers = _normalize_denoisers(denoisers)
     if weights is not None:
         weights = tuple(weights.tolist() if isinstance(weights, torch.Tensor) else weights)
-    return UL2Denoised(*_run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys, backend))
+    return UL2Denoised(*_run(input_ids, denoisers, weights, sentinel_ids, vocab_size, eos_token_id, pad_token_id, seed, keys,
+                             validate, backend))
 
 
 def t5_chunks(texts, length: int, *, eos_token_id: Optional[int] = None) -> torch.Tensor:

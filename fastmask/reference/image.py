@@ -31,6 +31,8 @@ def block_mask(seed, keys, cum, shapes, height, width, target, max_attempts, exa
     cum = cum.to(device=device, dtype=torch.int64)
     shapes = shapes.to(device=device, dtype=torch.int64)
     most = cum.shape[0]
+    if batch == 0:  # nothing to place: no per-cell tables (a 30000 x 30000 grid would need 14 GB of them)
+        return torch.zeros(0, height, width, dtype=torch.bool, device=device)
     row_of = torch.arange(cells, device=device) // width
     col_of = torch.arange(cells, device=device) % width
     mask = torch.zeros(batch, cells, dtype=torch.bool, device=device)
