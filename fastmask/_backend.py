@@ -61,3 +61,11 @@ def triton_interpreting() -> bool:
     except ImportError:
         return False
     return INTERPRETED
+
+
+def autocast_dtype(device: torch.device):
+    """The dtype torch.autocast runs matmuls in on `device` now; None when it is off or the device
+    type has no autocast (meta)."""
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None

@@ -18,7 +18,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library  # noqa: F401  (registers fastmask::distill_chunk)
-from ._backend import check_backend
+from ._backend import autocast_dtype, check_backend
 from ._validate import check_int, check_tensor
 from .functional import _FLOATS, _MAX_LENGTH, _REDUCTIONS, _check_float, _check_labels, _lm_output_rows, _lm_rows
 from .reference.cross_entropy import accumulation_dtype, kept_rows
@@ -179,8 +179,8 @@ def _autocast(tensors, device):
     that the chunks' matmuls keep that dtype; the loss stays in fp32. (inputs, context to run in)."""
     if not torch.amp.is_autocast_available(device.type):  # e.g. meta
         return tensors, contextlib.nullcontext()
-    if torch.is_autocast_enabled(device.type):
-        dtype = torch.get_autocast_dtype(device.type)
+    dtype = autocast_dtype(device)
+    if dtype is not None:
         tensors = [None if t is None else t.to(dtype) for t in tensors]
     return tensors, torch.autocast(device.type, enabled=False)
 
@@ -263,7 +263,7 @@ def masked_distillation_loss(
     with no_autocast:
         if reduction == "none":
             loss = RowDistillation.apply(s_rows, s_weight, s_bias, *teacher, row_labels, options)
-            return _lm_output_rows(loss, labels, positions, max_rows)
+            return _lm_output_rows(loss, labels, positions, max_rows, False)
         scale = 1 / torch.where(counted > 0, counted, 1) if reduction == "mean" else torch.ones_like(counted)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (s_rows, s_weight, s_bias)):
             return SummedDistillation.apply(s_rows, s_weight, s_bias, *teacher, row_labels, scale, options)

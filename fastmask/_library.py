@@ -22,10 +22,19 @@ from .words import word_codes
 def call(op, implementation, *args):
     """Run `op` under torch.compile (so it traces as one node) and on meta or fake tensors (its fake
     kernel), and `implementation` directly otherwise, which saves the dispatcher's tens of
-    microseconds per call. args[0] is a tensor on the op's device (ids, or the seed)."""
-    if needs_dispatcher(args[0]):
+    microseconds per call. The first tensor argument (or list of tensors) anchors the op's device."""
+    if needs_dispatcher(_anchor(args)):
         return op(*args)
     return implementation(*args)
+
+
+def _anchor(args) -> torch.Tensor:
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            return arg
+        if isinstance(arg, (list, tuple)) and arg and isinstance(arg[0], torch.Tensor):
+            return arg[0]
+    raise TypeError("a fastmask op needs a tensor argument to anchor its device")
 
 
 def op(name: str, *, fake: Callable, mutates_args=()) -> Callable[[Callable], Callable]:
@@ -368,179 +377,99 @@ def _(rows, weight, bias, labels, lse, grad_loss, ignore_index, label_smoothing,
 # --- pruning masks (fastmask/pruning.py, docs/pruning.md) ------------------------------------------
 
 
-def call_on(device: torch.device, op, implementation, *args):
-    """`call`, except that meta inputs go to the op, whose fake kernel answers: they never reach a backend."""
-    if device.type == "meta":
-        return op(*args)
-    return call(op, implementation, *args)
-
-
-def _pruning_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import pruning
-    elif chosen == "triton":
-        from .triton import pruning
-    else:
-        from .reference import pruning
-    return pruning
-
-
-def magnitude_masks_impl(scores, counts, backend):
-    return _pruning_module(resolve_backend(backend, scores[0].device)).magnitude_masks(list(scores), list(counts))
-
-
-@torch.library.custom_op("fastmask::magnitude_masks", mutates_args=())
-def magnitude_masks(scores: list[torch.Tensor], counts: list[int], backend: str) -> list[torch.Tensor]:
-    return magnitude_masks_impl(scores, counts, backend)
-
-
-@magnitude_masks.register_fake
-def _(scores, counts, backend):
+def _magnitude_masks_fake(scores, counts, backend):
     return [torch.empty_like(s, dtype=torch.bool, memory_format=torch.contiguous_format) for s in scores]
 
 
-def nm_mask_impl(scores, n, m, backend):
-    return _pruning_module(resolve_backend(backend, scores.device)).nm_mask(scores, n, m)
+@op("magnitude_masks", fake=_magnitude_masks_fake)
+def magnitude_masks(scores: list[torch.Tensor], counts: list[int], backend: str) -> list[torch.Tensor]:
+    chosen = resolve_backend(backend, scores[0].device)
+    return implementation("pruning", chosen).magnitude_masks(list(scores), list(counts))
 
 
-@torch.library.custom_op("fastmask::nm_mask", mutates_args=())
-def nm_mask(scores: torch.Tensor, n: int, m: int, backend: str) -> torch.Tensor:
-    return nm_mask_impl(scores, n, m, backend)
-
-
-@nm_mask.register_fake
-def _(scores, n, m, backend):
+def _nm_mask_fake(scores, n, m, backend):
     return torch.empty_like(scores, dtype=torch.bool, memory_format=torch.contiguous_format)
+
+
+@op("nm_mask", fake=_nm_mask_fake)
+def nm_mask(scores: torch.Tensor, n: int, m: int, backend: str) -> torch.Tensor:
+    return implementation("pruning", resolve_backend(backend, scores.device)).nm_mask(scores, n, m)
 
 
 # --- graph masks (fastmask/graph.py, docs/graph.md): fixed-size masks; the face compacts edge lists ----
 
 
-def _graph_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import graph
-    elif chosen == "triton":
-        from .triton import graph
-    else:
-        from .reference import graph
-    return graph
-
-
-def edge_mask_impl(edge_index, seed, key, threshold, num_nodes, backend):
-    return _graph_module(resolve_backend(backend, edge_index.device)).edge_mask(edge_index, seed, key, threshold,
-                                                                                num_nodes)
-
-
-@torch.library.custom_op("fastmask::edge_mask", mutates_args=())
-def edge_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, threshold: int, num_nodes: int,
-              backend: str) -> torch.Tensor:
-    return edge_mask_impl(edge_index, seed, key, threshold, num_nodes, backend)
-
-
-@edge_mask.register_fake
-def _(edge_index, seed, key, threshold, num_nodes, backend):
+def _edge_mask_fake(edge_index, seed, key, threshold, num_nodes, backend):
     return edge_index.new_empty(edge_index.shape[1], dtype=torch.bool)
 
 
-def feature_drops_impl(seed, key, n, threshold, backend):
-    return _graph_module(resolve_backend(backend, seed.device)).feature_drops(seed, key, n, threshold)
+@op("edge_mask", fake=_edge_mask_fake)
+def edge_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, threshold: int, num_nodes: int,
+              backend: str) -> torch.Tensor:
+    chosen = resolve_backend(backend, edge_index.device)
+    return implementation("graph", chosen).edge_mask(edge_index, seed, key, threshold, num_nodes)
 
 
-@torch.library.custom_op("fastmask::feature_drops", mutates_args=())
-def feature_drops(seed: torch.Tensor, key: torch.Tensor, n: int, threshold: int, backend: str) -> torch.Tensor:
-    return feature_drops_impl(seed, key, n, threshold, backend)
-
-
-@feature_drops.register_fake
-def _(seed, key, n, threshold, backend):
+def _feature_drops_fake(seed, key, n, threshold, backend):
     return seed.new_empty(n, dtype=torch.bool)
 
 
-def path_mask_impl(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
-    return _graph_module(resolve_backend(backend, edge_index.device)).path_mask(
-        edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node)
+@op("feature_drops", fake=_feature_drops_fake)
+def feature_drops(seed: torch.Tensor, key: torch.Tensor, n: int, threshold: int, backend: str) -> torch.Tensor:
+    return implementation("graph", resolve_backend(backend, seed.device)).feature_drops(seed, key, n, threshold)
 
 
-@torch.library.custom_op("fastmask::path_mask", mutates_args=())
-def path_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, num_nodes: int, root_threshold: int,
-              walk_length: int, walks_per_node: int, backend: str) -> torch.Tensor:
-    return path_mask_impl(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend)
-
-
-@path_mask.register_fake
-def _(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
+def _path_mask_fake(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node, backend):
     return edge_index.new_empty(edge_index.shape[1], dtype=torch.bool)
 
 
+@op("path_mask", fake=_path_mask_fake)
+def path_mask(edge_index: torch.Tensor, seed: torch.Tensor, key: torch.Tensor, num_nodes: int, root_threshold: int,
+              walk_length: int, walks_per_node: int, backend: str) -> torch.Tensor:
+    chosen = resolve_backend(backend, edge_index.device)
+    return implementation("graph", chosen).path_mask(
+        edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node)
+
+
 # --- attention masks (fastmask/attention.py, docs/attention.md) ------------------------------------
+# device_like (an empty tensor) carries the device when no other tensor does; it is the first tensor
+# argument whenever segment_ids, prefix_lengths and lengths are all None.
 
 
-def _attention_module(chosen: str):
-    if chosen == "cpp":
-        from .cpp import attention
-    elif chosen == "triton":
-        from .triton import attention
-    else:
-        from .reference import attention
-    return attention
+def _attention_dense_fake(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend):
+    return device_like.new_empty((batch, length, length), dtype=torch.bool)
 
 
-def attention_dense_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend):
-    chosen = resolve_backend(backend, device_like.device)
-    return _attention_module(chosen).dense(
-        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window)
-
-
-@torch.library.custom_op("fastmask::attention_dense", mutates_args=())
+@op("attention_dense", fake=_attention_dense_fake)
 def attention_dense(
     segment_ids: Optional[torch.Tensor], prefix_lengths: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
     device_like: torch.Tensor, batch: int, length: int, causal: bool, window: int, backend: str,
 ) -> torch.Tensor:
-    """bool [batch, length, length]; device_like (any tensor) carries the device when no other does."""
-    return attention_dense_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend)
-
-
-@attention_dense.register_fake
-def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend):
-    return device_like.new_empty((batch, length, length), dtype=torch.bool)
-
-
-def attention_blocks_impl(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block,
-                          backend):
+    """bool [batch, length, length]."""
     chosen = resolve_backend(backend, device_like.device)
-    return _attention_module(chosen).block_states(
-        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window, block)
+    return implementation("attention", chosen).dense(
+        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window)
 
 
-@torch.library.custom_op("fastmask::attention_blocks", mutates_args=())
+def _attention_blocks_fake(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block,
+                           backend):
+    blocks = -(-length // block)
+    return device_like.new_empty((batch, blocks, blocks), dtype=torch.int8)
+
+
+@op("attention_blocks", fake=_attention_blocks_fake)
 def attention_blocks(
     segment_ids: Optional[torch.Tensor], prefix_lengths: Optional[torch.Tensor], lengths: Optional[torch.Tensor],
     device_like: torch.Tensor, batch: int, length: int, causal: bool, window: int, block: int, backend: str,
 ) -> torch.Tensor:
     """int8 [batch, nQ, nK] block states: 0 empty, 1 partial, 2 full."""
-    return attention_blocks_impl(
-        segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend)
-
-
-@attention_blocks.register_fake
-def _(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend):
-    blocks = -(-length // block)
-    return device_like.new_empty((batch, blocks, blocks), dtype=torch.int8)
+    chosen = resolve_backend(backend, device_like.device)
+    return implementation("attention", chosen).block_states(
+        segment_ids, prefix_lengths, lengths, device_like.device, batch, length, causal, window, block)
 
 
 # --- masked distillation (fastmask/_distillation.py, docs/distillation.md) -------------------------
 # Called through torch.ops, as the cross-entropy ops: the chunk's two matmuls dwarf the dispatcher.
-
-
-def _distillation_module(logits: torch.Tensor, backend: str):
-    chosen = resolve_backend(backend, logits.device)
-    if chosen == "cpp":
-        from .cpp import distillation
-    elif chosen == "triton":
-        from .triton import distillation
-    else:
-        from .reference import distillation
-    return distillation
 
 
 @torch.library.custom_op("fastmask::distill_chunk", mutates_args=("student",))
@@ -550,7 +479,7 @@ def distill_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row (T^2 divergence, hard cross-entropy) of student/teacher logits [R, V] in fp32 (fp64 for
     fp64; ce 0 where hard_weight is 0); with write_grad, student overwritten with d(sum_i grad_scale_i (div_i + hard_weight ce_i)) / d student."""
-    return _distillation_module(student, backend).distill_chunk(
+    return implementation("distillation", resolve_backend(backend, student.device)).distill_chunk(
         student, teacher, labels, grad_scale, temperature, divergence, beta, hard_weight, ignore_index, write_grad)
 
 
@@ -563,27 +492,15 @@ def _(student, teacher, labels, grad_scale, temperature, divergence, beta, hard_
 # --- permutation language modeling (fastmask/permutation.py, docs/permutation.md) -------------------
 
 
-def permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
-    # Meta tensors never reach C++ (no memory behind the pointers): the reference computes their shapes.
-    chosen = "reference" if ids.device.type == "meta" else resolve_backend(backend, ids.device)
-    if chosen == "cpp":
-        from .cpp import permutation
-    elif chosen == "triton":
-        from .triton import permutation
-    else:
-        from .reference import permutation
-    return permutation.permutation_lm(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype)
+def _permutation_lm_fake(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
+    batch, length = ids.shape
+    return ids.new_empty(batch, length), ids.new_empty((batch, length, length), dtype=dtype), ids.new_empty(batch, length)
 
 
-@torch.library.custom_op("fastmask::permutation_lm", mutates_args=())
+@op("permutation_lm", fake=_permutation_lm_fake)
 def permutation_lm(
     ids: torch.Tensor, seed: torch.Tensor, keys: torch.Tensor, contexts: torch.Tensor, attempts: int,
     functional_ids: torch.Tensor, mask_token_id: int, ignore_index: int, dtype: torch.dtype, backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return permutation_lm_impl(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend)
-
-
-@permutation_lm.register_fake
-def _(ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype, backend):
-    batch, length = ids.shape
-    return ids.new_empty(batch, length), ids.new_empty((batch, length, length), dtype=dtype), ids.new_empty(batch, length)
+    return implementation("permutation", resolve_backend(backend, ids.device)).permutation_lm(
+        ids, seed, keys, contexts, attempts, functional_ids, mask_token_id, ignore_index, dtype)

@@ -72,13 +72,6 @@ def _shape(segment_ids, prefix_lengths, lengths, length, device):
     return batch, check_int("length", length, 0, _MAX_LENGTH), device
 
 
-def _call(op, implementation, *args):
-    """The op under torch.compile and for meta tensors (its fake kernel), the implementation in eager mode."""
-    if torch.compiler.is_compiling() or args[3].device.type == "meta":
-        return op(*args)
-    return implementation(*args)
-
-
 def _mask_mod(segment_ids, prefix_lengths, lengths, causal, window):
     """flex_attention's mask_mod: the predicate of docs/attention.md for one (b, q, kv)."""
 
@@ -159,11 +152,9 @@ def attention_mask(
     device_like = torch.empty(0, device=device)
     if format == "flex":
         block = check_int("block_size", block_size, 1, _MAX_LENGTH)
-        states = _call(torch.ops.fastmask.attention_blocks, _library.attention_blocks_impl, segment_ids, prefix_lengths,
-                       lengths, device_like, batch, length, causal, window, block, backend)
+        states = _library.attention_blocks(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, block, backend)
         return _block_mask(states, length, block, _mask_mod(segment_ids, prefix_lengths, lengths, causal, window))
-    mask = _call(torch.ops.fastmask.attention_dense, _library.attention_dense_impl, segment_ids, prefix_lengths, lengths,
-                 device_like, batch, length, causal, window, backend)
+    mask = _library.attention_dense(segment_ids, prefix_lengths, lengths, device_like, batch, length, causal, window, backend)
     if format == "bool":
         return mask
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

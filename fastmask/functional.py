@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _library
-from ._backend import check_backend, has_memory, resolve_backend
+from ._backend import autocast_dtype, check_backend, has_memory, resolve_backend
 from ._rng import TWO_32
 from ._seed import check_keys, resolve_seed
 from ._args import (
@@ -390,7 +390,7 @@ class _autocast_off:
     torch.autocast their torch ops run as outside it."""
 
     def __init__(self, device: torch.device):
-        self.context = torch.autocast(device.type, enabled=False) if torch.is_autocast_enabled(device.type) else None
+        self.context = None if autocast_dtype(device) is None else torch.autocast(device.type, enabled=False)
 
     def __enter__(self):
         if self.context is not None:
@@ -568,9 +568,8 @@ def masked_lm_loss(
     from . import _lm_head
 
     device = hidden.device
-    if torch.is_autocast_enabled(device.type):
-        # As autocast runs a matmul: its floating inputs (but fp64) in the autocast dtype.
-        dtype = torch.get_autocast_dtype(device.type)
+    dtype = autocast_dtype(device)
+    if dtype is not None:  # as autocast runs a matmul: its floating inputs (but fp64) in the autocast dtype
         cast = lambda t: t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t  # noqa: E731
         with torch.autocast(device.type, enabled=False):
             return masked_lm_loss(

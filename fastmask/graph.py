@@ -66,8 +66,7 @@ def edge_mask(edge_index: torch.Tensor, p: float, *, num_nodes: Optional[int] = 
     threshold = probability_threshold(check_probability("p", p))
     nodes = -1 if num_nodes is None else check_int("num_nodes", num_nodes, 0, _MAX_NODES)
     device = edge_index.device
-    return _library.call_on(device, _library.edge_mask, _library.edge_mask_impl, edge_index,
-                            resolve_seed(seed, device), _key(key, device), threshold, nodes, backend)
+    return _library.edge_mask(edge_index, resolve_seed(seed, device), _key(key, device), threshold, nodes, backend)
 
 
 def mask_edges(edge_index: torch.Tensor, p: float, *, undirected: bool = False, num_nodes: Optional[int] = None,
@@ -92,8 +91,7 @@ def path_mask(edge_index: torch.Tensor, num_nodes: int, *, root_p: float, walk_l
         raise ValueError(f"walks_per_node * walk_length: expected at most {_MAX_STEPS} steps per root, "
                          f"got {walks_per_node} * {walk_length}")
     device = edge_index.device
-    return _library.call_on(device, _library.path_mask, _library.path_mask_impl, edge_index,
-                            resolve_seed(seed, device), _key(key, device), num_nodes, threshold, walk_length,
+    return _library.path_mask(edge_index, resolve_seed(seed, device), _key(key, device), num_nodes, threshold, walk_length,
                             walks_per_node, backend)
 
 
@@ -124,7 +122,6 @@ def mask_features(x: torch.Tensor, p: float, mode: str = "col", *, fill_value: f
     shape = {"col": (1, cols), "row": (rows, 1), "all": (rows, cols)}[mode]
     n = check_int("decisions (N * F for mode='all')", shape[0] * shape[1], 0, _MAX_DECISIONS)
     device = x.device
-    drops = _library.call_on(device, _library.feature_drops, _library.feature_drops_impl, resolve_seed(seed, device),
-                             _key(key, device), n, threshold, backend)
+    drops = _library.feature_drops(resolve_seed(seed, device), _key(key, device), n, threshold, backend)
     keep = ~drops.view(shape)
     return x.masked_fill(~keep, fill_value), keep

@@ -91,8 +91,8 @@ def permutation_lm(
     keys = check_keys(keys, batch, device)
     if keys is None:  # the row index
         keys = torch.arange(batch, dtype=torch.int64, device=device)
-    out_ids, perm_mask, labels = _library.call(
-        torch.ops.fastmask.permutation_lm, _library.permutation_lm_impl, ids, seed, keys, _constant(contexts, device),
+    out_ids, perm_mask, labels = _library.permutation_lm(
+        ids, seed, keys, _constant(contexts, device),
         attempts, _constant(tuple(sorted(functional)), device), mask_token_id, ignore_index, dtype, backend,
     )
     # HF's float32 identity (XLNet contracts it with float activations), as a view: no [B, L, L] memory.

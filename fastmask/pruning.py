@@ -82,15 +82,14 @@ def magnitude_masks(
             if s.dim() == 0 or s.shape[-1] % m:
                 raise ValueError(f"tensors[{i}]: pattern {pattern!r} needs a last dimension divisible by {m}, "
                                  f"got shape {tuple(s.shape)}")
-        return [_library.call_on(s.device, _library.nm_mask, _library.nm_mask_impl, s, n, m, backend) for s in ranked]
+        return [_library.nm_mask(s, n, m, backend) for s in ranked]
     if sparsity is None:
         raise ValueError("sparsity: expected a fraction in [0, 1] (or a pattern), got None")
     sparsity = check_probability("sparsity", sparsity)
     sizes = [s.numel() for s in ranked]
     # Python's round, as torch.nn.utils.prune's nparams_toprune.
     counts = [round(sparsity * sum(sizes))] if scope == "global" else [round(sparsity * n) for n in sizes]
-    return list(_library.call_on(ranked[0].device, _library.magnitude_masks, _library.magnitude_masks_impl, ranked,
-                                 counts, backend))
+    return list(_library.magnitude_masks(ranked, counts, backend))
 
 
 def apply_masks(modules: Sequence[torch.nn.Module], masks: Sequence[torch.Tensor], name: str = "weight") -> None:

@@ -39,13 +39,11 @@ def run_ranks(world: int, job: str, timeout: float = 240) -> None:
         assert not failed, "\n".join(f"--- rank {rank} ---\n{out[-4000:]}" for rank, out in failed)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("world", [2, 3])
 def test_vocab_parallel_losses_equal_the_single_process_op(world):
     run_ranks(world, "losses")
 
 
-@pytest.mark.slow
 def test_ddp_masks_every_sample_as_one_process():
     run_ranks(2, "ddp")
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import torch
 
-from . import cpp, dtype_code, num_threads
+from . import DTYPE_CODES, cpp, num_threads
 
 
 def _vector(tensor):
-    return (0, 0, 0) if tensor is None else (tensor.data_ptr(), dtype_code(tensor), tensor.stride(0))
+    return (0, 0, 0) if tensor is None else (tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.stride(0))
 
 
 def _args(segment_ids, prefix_lengths, lengths, batch, length, causal, window):
     segments = (0, 0, 0, 0) if segment_ids is None else (
-        segment_ids.data_ptr(), dtype_code(segment_ids), segment_ids.stride(0), segment_ids.stride(1))
+        segment_ids.data_ptr(), DTYPE_CODES[segment_ids.dtype], segment_ids.stride(0), segment_ids.stride(1))
     return (*segments, *_vector(prefix_lengths), *_vector(lengths), batch, length, bool(causal), window)
 
 

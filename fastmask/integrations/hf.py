@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 from transformers.modeling_outputs import MaskedLMOutput
 
+from .._backend import autocast_dtype
 from ..functional import masked_lm_loss
 
 __all__ = ["FAMILIES", "FastMaskedLMOutput", "apply_fastmask", "is_patched", "unpatch"]
@@ -93,9 +94,8 @@ def _forward(model, args, kwargs):
     if labels is not None:
         normalizer = kwargs.get("num_items_in_batch") if patch.by_items else None
         weight, bias, rows = decoder.weight, decoder.bias, hidden
-        device = hidden.device.type
-        if torch.is_autocast_enabled(device):  # the stock decoder's Linear would run in the autocast dtype
-            dtype = torch.get_autocast_dtype(device)
+        dtype = autocast_dtype(hidden.device)
+        if dtype is not None:  # the stock decoder's Linear would run in the autocast dtype
             weight, rows, bias = weight.to(dtype), rows.to(dtype), None if bias is None else bias.to(dtype)
         loss = masked_lm_loss(rows, weight, labels.to(hidden.device), bias=bias, positions=positions,
                               max_rows=patch.max_rows, normalizer=normalizer, chunk_size=patch.chunk_size)

@@ -13,7 +13,7 @@ import torch
 
 from . import Case
 from .masking import _missing_peer, tokenizer
-from .words import _stream
+from .words import corpus
 
 SHAPES = [(32, 512)]
 CUDA_SHAPES = [(32, 512), (64, 1024)]
@@ -21,7 +21,7 @@ CUDA_SHAPES = [(32, 512), (64, 1024)]
 
 def make_features(rows: int, length: int) -> list[dict]:
     """rows consecutive chunks of `length` tokens of the corpus (wrapping around)."""
-    ids, _, _ = _stream()
+    ids, _, _ = corpus()
     need = rows * length
     ids = ids.repeat(-(-need // ids.numel()))[:need].reshape(rows, length)
     return [{"input_ids": row} for row in ids.tolist()]

@@ -57,9 +57,9 @@ def _missing() -> str | None:
 def features(tokenizer, count: int, length: int) -> list[dict]:
     """`count` features of `length` tokens ([CLS] text [SEP]): windows of the standard library's
     docstrings, as a tokenized dataset yields them (dicts of lists)."""
-    from .words import _stream
+    from .words import corpus
 
-    ids = _stream()[0].tolist()
+    ids = corpus()[0].tolist()
     body = length - 2
     out = []
     for i in range(count):
