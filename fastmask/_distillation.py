@@ -20,7 +20,8 @@ import torch
 from . import _library  # noqa: F401  (registers fastmask::distill_chunk)
 from ._backend import autocast_dtype, check_backend
 from ._validate import check_int, check_tensor
-from .functional import _FLOATS, _MAX_LENGTH, _REDUCTIONS, _check_float, _check_labels, _lm_output_rows, _lm_rows
+from .functional import (_FLOATS, _MAX_LENGTH, _REDUCTIONS, _check_float, _check_labels, _gather_rows, _lm_output_rows,
+                         _lm_rows)
 from .reference.cross_entropy import accumulation_dtype, kept_rows
 from .reference.distillation import JSD, KL, REVERSE_KL
 
@@ -252,9 +253,9 @@ def masked_distillation_loss(
         _check_labels(flat_labels, ignore_index, vocab)
     index, _ = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, False, static, host_checks)
     safe = index.clamp(min=0)
-    row_labels = torch.where(index >= 0, flat_labels.index_select(0, safe), ignore_index)
-    s_rows = student_hidden.reshape(-1, s_dim).index_select(0, safe)
-    t_rows = teacher_hidden.detach().reshape(-1, t_dim).index_select(0, safe)
+    row_labels = torch.where(index >= 0, _gather_rows(flat_labels, safe), ignore_index)
+    s_rows = _gather_rows(student_hidden.reshape(-1, s_dim), safe)
+    t_rows = _gather_rows(teacher_hidden.detach().reshape(-1, t_dim), safe)
     teacher = [t_rows, teacher_weight.detach(), None if teacher_bias is None else teacher_bias.detach()]
     (s_rows, s_weight, s_bias, *teacher), no_autocast = _autocast([s_rows, student_weight, student_bias, *teacher], device)
 

@@ -623,10 +623,10 @@ def masked_lm_loss(
         _check_labels(flat_labels, ignore_index, vocab if process_group is None else _vocab_parallel.layout(vocab, process_group, device)[1])
     index, dropped = _lm_rows(flat_labels, labels.shape, positions, max_rows, ignore_index, validate, static, host_checks)
     safe = index.clamp(min=0)
-    rows = flat_hidden.index_select(0, safe)
+    rows = _gather_rows(flat_hidden, safe)
     if logit_scale is not None:
         rows = rows * logit_scale  # (s h) W^T = s (h W^T): the scale on D values a row, not V
-    row_labels = torch.where(index >= 0, flat_labels.index_select(0, safe), ignore_index)
+    row_labels = torch.where(index >= 0, _gather_rows(flat_labels, safe), ignore_index)
     kept = row_labels != ignore_index
     row_weight = kept.to(accumulation_dtype(rows))
     scale = 1 / _denominator(reduction, normalizer, row_weight)
@@ -706,6 +706,14 @@ def _lm_rows(labels, shape, positions, max_rows, ignore_index, validate, static,
     if validate and bool(dropped > 0):
         raise ValueError(f"max_rows: {int(kept.sum())} labelled rows exceed the capacity of {max_rows}")
     return slots[:max_rows], dropped
+
+
+def _gather_rows(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """flat[index] along dim 0 (index clamped to >= 0). Without any row to read (0 positions, with
+    max_rows or positions naming empty slots) each slot reads one zero row, still in the graph."""
+    if flat.shape[0] == 0:
+        flat = torch.cat([flat, flat.new_zeros((1, *flat.shape[1:]))])
+    return flat.index_select(0, index)
 
 
 def _lm_output_rows(values, labels, positions, max_rows, shift):

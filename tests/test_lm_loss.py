@@ -285,3 +285,17 @@ def test_errors_name_the_argument(kwargs, message):
     args.update({k: kwargs.pop(k) for k in ("weight", "labels") if k in kwargs})
     with pytest.raises(ValueError, match=message):
         fastmask.masked_lm_loss(args["hidden"], args["weight"], args["labels"], **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_no_rows_at_all_with_fixed_slots_gives_zero_losses(backend):
+    """hidden [0, D] with max_rows or positions: every slot is empty (found by the fuzz: index_select
+    on an empty tensor raised RuntimeError); the losses are 0 and the gradients exist, empty for hidden."""
+    hidden = torch.zeros(0, 3, requires_grad=True)
+    weight = torch.ones(5, 3, requires_grad=True)
+    labels = torch.zeros(0, dtype=torch.int64)
+    for kwargs in ({"max_rows": 2}, {"positions": torch.tensor([-1, -1])}):
+        loss = fastmask.masked_lm_loss(hidden, weight, labels, reduction="none", backend=backend, **kwargs)
+        assert torch.equal(loss, torch.zeros(2))
+        grad_hidden, grad_weight = torch.autograd.grad(loss.sum(), [hidden, weight])
+        assert grad_hidden.shape == (0, 3) and torch.count_nonzero(grad_weight) == 0
