@@ -24,11 +24,7 @@
 
 #include "common.h"
 #include "half.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define FASTMASK_CE_X86 1
-#endif
+#include "simd_avx2.h"
 
 namespace fastmask {
 namespace {
@@ -68,7 +64,7 @@ Consts<A> make_consts(const CrossEntropyArgs& a) {
   return k;
 }
 
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
 bool cpu_has_avx() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx");
@@ -130,7 +126,7 @@ RowGrad<A> row_grad_inplace(A w_y, A lse, A scale_ce, A scale_z, const Consts<A>
           scale_ce * k.keep * w_y};
 }
 
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
 // Zeros by non-temporal stores: no read for ownership of lines that are only overwritten.
 __attribute__((target("avx"))) void zero_bytes_streaming(char* p, size_t bytes) {
   const size_t head = std::min(bytes, static_cast<size_t>((32 - (reinterpret_cast<uintptr_t>(p) & 31)) & 31));
@@ -155,7 +151,7 @@ __attribute__((target("avx"))) void zero_bytes_streaming(char* p, size_t bytes) 
 template <typename T>
 void zero_row(T* out, int64_t vocab, bool resident) {
   const size_t bytes = static_cast<size_t>(vocab) * sizeof(T);
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
   if (resident && bytes >= 16384 && kHasAvx) return zero_bytes_streaming(reinterpret_cast<char*>(out), bytes);
 #else
   (void)resident;
@@ -215,34 +211,8 @@ void scale_row_portable(T* row, int64_t vocab, A scale) {
 
 // --- AVX2 rows ---------------------------------------------------------------------------------
 
-#ifdef FASTMASK_CE_X86
-#define FASTMASK_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define FASTMASK_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-
+#ifdef FASTMASK_SIMD_X86
 constexpr int64_t kChunk = 1024;  // values staged per chunk: 4 KiB, in L1
-
-FASTMASK_AVX2_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-FASTMASK_AVX2_INLINE __m256 load8(const BFloat16* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-}
-FASTMASK_AVX2_INLINE __m256 load8(const Float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
-FASTMASK_AVX2_INLINE void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-FASTMASK_AVX2_INLINE void store8(BFloat16* p, __m256 v) {
-  // Round to nearest even: add 0x7FFF plus the lowest kept bit, keep the high half; NaN -> 0x7FC0.
-  const __m256i bits = _mm256_castps_si256(v);
-  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  rounded = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
-  // 32 -> 16 bits (values fit: no saturation); packus works per 128-bit lane, so reorder the quads.
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0xD8);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
-}
-FASTMASK_AVX2_INLINE void store8(Float16* p, __m256 v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
 
 // The first n (0 < n < 8) values; the other lanes are 0.
 template <typename T>
@@ -257,46 +227,6 @@ FASTMASK_AVX2_INLINE void store_partial(T* p, __m256 v, int64_t n) {
   T tmp[8];
   store8(tmp, v);
   std::memcpy(static_cast<void*>(p), static_cast<const void*>(tmp), static_cast<size_t>(n) * sizeof(T));
-}
-// All ones in the first n lanes.
-FASTMASK_AVX2_INLINE __m256 first_lanes(int64_t n) {
-  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), index));
-}
-
-FASTMASK_AVX2_INLINE float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-FASTMASK_AVX2_INLINE float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// exp(x): x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, two-part ln2), exp(r) by Cephes' expf
-// polynomial, times 2^n built in the exponent bits. Below ln(FLT_MIN) the result is 0 (exp(-inf) = 0),
-// above 88.376 it saturates near FLT_MAX; NaN stays NaN (min/max return their second operand on NaN).
-FASTMASK_AVX2_INLINE __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3365447505531f);
-  __m256 xc = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x);
-  xc = _mm256_max_ps(lo, xc);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  const __m256 result = _mm256_mul_ps(y, _mm256_castsi256_ps(two_n));
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), result);
 }
 
 // tanh(u): Cephes' tanhf, an odd polynomial below 0.625 and 1 - 2 / (exp(2|u|) + 1) above.
@@ -495,14 +425,6 @@ BackwardRowAvx2<T> backward_row_avx2_for(const Consts<float>& k, bool weighted) 
   };
   return table[k.capped * 4 + k.smoothing * 2 + weighted];
 }
-
-bool cpu_has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-const bool kHasAvx2 = cpu_has_avx2();
-#else
-const bool kHasAvx2 = false;
 #endif
 
 std::atomic<bool> simd_enabled{true};
@@ -527,7 +449,7 @@ void forward_impl(const CrossEntropyArgs& a, A* loss, A* lse) {
       row_fn(logits + i * a.logits_stride, y, w, k, loss[i], lse[i]);
     });
   };
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
   if constexpr (std::is_same<A, float>::value) {
     if (use_avx2()) return run(forward_row_avx2_for<T>(k, w != nullptr));
   }
@@ -555,7 +477,7 @@ void backward_impl(const CrossEntropyArgs& a, const A* lse, int64_t lse_stride, 
              row_grad_backward<A>(w != nullptr ? w[y] : A(1), l, grad_rows[i * grad_rows_stride], g_lse, k));
     });
   };
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
   if constexpr (std::is_same<A, float>::value) {
     if (use_avx2()) return run(backward_row_avx2_for<T>(k, w != nullptr));
   }
@@ -581,7 +503,7 @@ void forward_inplace_impl(const CrossEntropyArgs& a, A scale_ce, A scale_z, A* l
       backward_row(row, row, y, w, k, lse[i], row_grad_inplace<A>(w != nullptr ? w[y] : A(1), lse[i], scale_ce, scale_z, k));
     });
   };
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
   if constexpr (std::is_same<A, float>::value) {
     if (use_avx2()) return run(forward_row_avx2_for<T>(k, w != nullptr), backward_row_avx2_for<T>(k, w != nullptr));
   }
@@ -596,7 +518,7 @@ void scale_grad_impl(T* grad, int64_t rows, int64_t vocab, int64_t grad_stride, 
     const A s = scale[i * scale_stride];
     if (s == A(1)) return;
     T* row = grad + i * grad_stride;
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
     if constexpr (std::is_same<A, float>::value) {
       if (use_avx2()) return scale_row_avx2(row, vocab, s);
     }
@@ -701,7 +623,7 @@ bool cross_entropy_simd(bool enabled) {
 }
 
 void cross_entropy_exp(const float* in, float* out, int64_t n, bool simd) {
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
   if (simd && kHasAvx2) return exp_avx2(in, out, n);
 #endif
   for (int64_t i = 0; i < n; ++i) out[i] = std::exp(in[i]);
@@ -714,7 +636,7 @@ void cross_entropy_convert(const void* in, int in_dtype, void* out, int out_dtyp
       using To = std::remove_pointer_t<decltype(out_tag)>;
       const From* src = static_cast<const From*>(in);
       To* dst = static_cast<To*>(out);
-#ifdef FASTMASK_CE_X86
+#ifdef FASTMASK_SIMD_X86
       if constexpr (!std::is_same<From, double>::value && !std::is_same<To, double>::value) {
         if (simd && kHasAvx2) return convert_avx2(src, dst, n);
       }

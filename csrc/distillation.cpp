@@ -21,11 +21,7 @@
 
 #include "common.h"
 #include "half.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define FASTMASK_DISTILL_X86 1
-#endif
+#include "simd_avx2.h"
 
 namespace fastmask {
 namespace {
@@ -140,38 +136,7 @@ void grad_portable(T* s, const T* t, const RowStats<A>& r, const Consts<A>& k, A
 
 // --- AVX2 rows ---------------------------------------------------------------------------------
 
-#ifdef FASTMASK_DISTILL_X86
-bool cpu_has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-const bool kHasAvx2 = cpu_has_avx2();
-
-#define FASTMASK_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define FASTMASK_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-
-FASTMASK_AVX2_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-FASTMASK_AVX2_INLINE __m256 load8(const BFloat16* p) {
-  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-}
-FASTMASK_AVX2_INLINE __m256 load8(const Float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
-FASTMASK_AVX2_INLINE void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-FASTMASK_AVX2_INLINE void store8(BFloat16* p, __m256 v) {
-  // Round to nearest even; NaN -> 0x7FC0 (torch's).
-  const __m256i bits = _mm256_castps_si256(v);
-  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  rounded = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(rounded, rounded), 0xD8);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
-}
-FASTMASK_AVX2_INLINE void store8(Float16* p, __m256 v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-
+#ifdef FASTMASK_SIMD_X86
 // The first n (0 < n < 8) values; the other lanes read as `fill`.
 template <typename T>
 FASTMASK_AVX2_INLINE __m256 load_partial(const T* p, int64_t n, float fill) {
@@ -184,38 +149,6 @@ FASTMASK_AVX2_INLINE void store_partial(T* p, __m256 v, int64_t n) {
   float tmp[8];
   _mm256_storeu_ps(tmp, v);
   for (int64_t j = 0; j < n; ++j) store_from<float>(p + j, tmp[j]);
-}
-
-FASTMASK_AVX2_INLINE float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-FASTMASK_AVX2_INLINE float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// exp(x), as csrc/cross_entropy.cpp's: Cody-Waite reduction, Cephes' expf polynomial, 2^n in the
-// exponent bits; 0 below ln(FLT_MIN) (exp(-inf) = 0).
-FASTMASK_AVX2_INLINE __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3365447505531f);
-  __m256 xc = _mm256_max_ps(lo, _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_mul_ps(y, _mm256_castsi256_ps(two_n)));
 }
 
 // log(x) for x in [1, 2] (all JSD needs: log1p(exp(-|d|))): Cephes' logf polynomial around 1 or
@@ -258,9 +191,7 @@ FASTMASK_AVX2_INLINE __m256 load_at(const T* p, int64_t j, int64_t n, float fill
 }
 // All ones in the lanes of values j..j+7 that lie inside a row of n.
 FASTMASK_AVX2_INLINE __m256 lanes_at(int64_t j, int64_t n) {
-  if (j + 8 <= n) return _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - j)), index));
+  return j + 8 <= n ? _mm256_castsi256_ps(_mm256_set1_epi32(-1)) : first_lanes(n - j);
 }
 
 template <typename T>
@@ -359,7 +290,7 @@ void run(const DistillArgs& a, A* div, A* ce) {
   T* student = static_cast<T*>(a.student);
   const T* teacher = static_cast<const T*>(a.teacher);
   const A* grad_scale = static_cast<const A*>(a.grad_scale);
-#ifdef FASTMASK_DISTILL_X86
+#ifdef FASTMASK_SIMD_X86
   constexpr bool kFloatLanes = std::is_same<A, float>::value;
   const bool simd = kFloatLanes && kHasAvx2 && g_simd.load();
 #endif
@@ -374,7 +305,7 @@ void run(const DistillArgs& a, A* div, A* ce) {
       return;
     }
     RowStats<A> r;
-#ifdef FASTMASK_DISTILL_X86
+#ifdef FASTMASK_SIMD_X86
     if constexpr (kFloatLanes) {
       r = simd ? stats_avx2(s, t, k) : stats_portable<T, A>(s, t, k);
     } else {
@@ -391,7 +322,7 @@ void run(const DistillArgs& a, A* div, A* ce) {
     const A c_div = scale * k.t, c_hard = scale * k.hard_weight;
     // The label's value, before the row is overwritten: its gradient also carries the hard loss' -1.
     const A g_y = grad_value(s_y, load_as<A>(t + y), r, k, c_div, c_hard) - c_hard;
-#ifdef FASTMASK_DISTILL_X86
+#ifdef FASTMASK_SIMD_X86
     if constexpr (kFloatLanes) {
       if (simd) grad_avx2(s, t, r, k, c_div, c_hard);
       else grad_portable<T, A>(s, t, r, k, c_div, c_hard);
@@ -424,7 +355,7 @@ void distill_chunk(const DistillArgs& a, void* div, void* ce) {
 }
 
 bool distillation_simd(bool enabled) {
-#ifdef FASTMASK_DISTILL_X86
+#ifdef FASTMASK_SIMD_X86
   g_simd.store(enabled);
   return enabled && kHasAvx2;
 #else
