@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "binding.h"
 #include "common.h"
 
 #if defined(__linux__)
@@ -187,65 +188,43 @@ void attention_blocks(const AttentionArgs& a, int64_t block, int8_t* out) {
   });
 }
 
-// --- bindings: raw pointers in, the error message ("" when none) out (see csrc/module.cpp) ---------
+// --- bindings: views in, the error message ("" when none) out (csrc/binding.h) -------------------
 
 namespace {
 
-template <typename F>
-std::string attention_guarded(F&& kernel) {
-  try {
-    kernel();
-    return {};
-  } catch (const std::exception& error) {
-    return error.what();
-  } catch (...) {
-    return "fastmask: unknown C++ error";
-  }
+// segment_ids [batch, length], prefix_lengths and lengths [batch]; absent ones arrive with no data.
+AttentionArgs attention_args(const OptionalView& segment_ids, const OptionalView& prefix, const OptionalView& lengths,
+                             int64_t batch, int64_t length, bool causal, int64_t window, int threads) {
+  return AttentionArgs{segment_ids.data, segment_ids.dtype, segment_ids.stride[0], segment_ids.stride[1],
+                       prefix.data,      prefix.dtype,      prefix.stride[0],      lengths.data,
+                       lengths.dtype,    lengths.stride[0], batch,                 length,
+                       causal,           window,            threads};
 }
 
-AttentionArgs attention_args(std::uintptr_t segment_ids, int segment_dtype, int64_t segment_stride0,
-                             int64_t segment_stride1, std::uintptr_t prefix, int prefix_dtype, int64_t prefix_stride,
-                             std::uintptr_t lengths, int lengths_dtype, int64_t lengths_stride, int64_t batch,
-                             int64_t length, bool causal, int64_t window, int threads) {
-  return AttentionArgs{reinterpret_cast<const void*>(segment_ids), segment_dtype, segment_stride0, segment_stride1,
-                       reinterpret_cast<const void*>(prefix), prefix_dtype, prefix_stride,
-                       reinterpret_cast<const void*>(lengths), lengths_dtype, lengths_stride, batch, length, causal,
-                       window, threads};
+void attention_dense_entry(OptionalView segment_ids, OptionalView prefix_lengths, OptionalView lengths, int64_t batch,
+                           int64_t length, bool causal, int64_t window, TensorView out, int threads) {
+  attention_dense(attention_args(segment_ids, prefix_lengths, lengths, batch, length, causal, window, threads),
+                  output<uint8_t>(out, "out", {batch, length, length}));
+}
+
+void attention_blocks_entry(OptionalView segment_ids, OptionalView prefix_lengths, OptionalView lengths, int64_t batch,
+                            int64_t length, bool causal, int64_t window, int64_t block, TensorView out, int threads) {
+  if (block < 1) fail("block_size: expected a positive integer, got ", block);
+  const int64_t blocks = (length + block - 1) / block;
+  attention_blocks(attention_args(segment_ids, prefix_lengths, lengths, batch, length, causal, window, threads), block,
+                   output<int8_t>(out, "out", {batch, blocks, blocks}));
 }
 
 }  // namespace
 
 void bind_attention(pybind11::module_& m) {
   namespace py = pybind11;
-  // Tensors as (address, dtype code, strides); address 0: not given.
-  m.def(
-      "attention_dense",
-      [](std::uintptr_t segment_ids, int segment_dtype, int64_t segment_stride0, int64_t segment_stride1,
-         std::uintptr_t prefix, int prefix_dtype, int64_t prefix_stride, std::uintptr_t lengths, int lengths_dtype,
-         int64_t lengths_stride, int64_t batch, int64_t length, bool causal, int64_t window, std::uintptr_t out,
-         int threads) -> std::string {
-        return attention_guarded([&] {
-          attention_dense(attention_args(segment_ids, segment_dtype, segment_stride0, segment_stride1, prefix,
-                                         prefix_dtype, prefix_stride, lengths, lengths_dtype, lengths_stride, batch,
-                                         length, causal, window, threads),
-                          reinterpret_cast<uint8_t*>(out));
-        });
-      },
-      py::call_guard<py::gil_scoped_release>());
-  m.def(
-      "attention_blocks",
-      [](std::uintptr_t segment_ids, int segment_dtype, int64_t segment_stride0, int64_t segment_stride1,
-         std::uintptr_t prefix, int prefix_dtype, int64_t prefix_stride, std::uintptr_t lengths, int lengths_dtype,
-         int64_t lengths_stride, int64_t batch, int64_t length, bool causal, int64_t window, int64_t block,
-         std::uintptr_t out, int threads) -> std::string {
-        return attention_guarded([&] {
-          attention_blocks(attention_args(segment_ids, segment_dtype, segment_stride0, segment_stride1, prefix,
-                                          prefix_dtype, prefix_stride, lengths, lengths_dtype, lengths_stride, batch,
-                                          length, causal, window, threads),
-                           block, reinterpret_cast<int8_t*>(out));
-        });
-      },
-      py::call_guard<py::gil_scoped_release>());
+  def_kernel(m, "attention_dense", &attention_dense_entry, py::arg("segment_ids"), py::arg("prefix_lengths"),
+             py::arg("lengths"), py::arg("batch"), py::arg("length"), py::arg("causal"), py::arg("window"),
+             py::arg("out"), py::arg("threads"));
+  def_kernel(m, "attention_blocks", &attention_blocks_entry, py::arg("segment_ids"), py::arg("prefix_lengths"),
+             py::arg("lengths"), py::arg("batch"), py::arg("length"), py::arg("causal"), py::arg("window"),
+             py::arg("block"), py::arg("out"), py::arg("threads"));
 }
 
 }  // namespace fastmask

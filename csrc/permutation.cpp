@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+#include "binding.h"
 #include "common.h"
 #include "philox_block.h"
 
@@ -185,40 +187,53 @@ void permutation_row(const PermutationArgs& a, int64_t b, Scratch& s) {
 
 }  // namespace
 
-std::string permutation_lm(const PermutationArgs& a) {
-  try {
-    if (a.length % 2) fail("permutation_lm: the sequence length must be even, got ", a.length);
-    if (a.ids_dtype != kInt32 && a.ids_dtype != kInt64) fail("permutation_lm: input_ids must be int32 or int64");
-    parallel_for(a.batch, a.threads, [&](int64_t b) {
-      static thread_local Scratch scratch;
-      permutation_row(a, b, scratch);
-    });
-    return {};
-  } catch (const std::exception& error) {
-    return error.what();
-  } catch (...) {
-    return "fastmask: unknown C++ error";
-  }
+void permutation_lm(const PermutationArgs& a) {
+  if (a.length % 2) fail("permutation_lm: the sequence length must be even, got ", a.length);
+  if (a.ids_dtype != kInt32 && a.ids_dtype != kInt64) fail("permutation_lm: input_ids must be int32 or int64");
+  parallel_for(a.batch, a.threads, [&](int64_t b) {
+    static thread_local Scratch scratch;
+    permutation_row(a, b, scratch);
+  });
 }
+
+namespace {
+
+void permutation_lm_entry(TensorView ids, TensorView seed, TensorView keys, TensorView contexts, int64_t attempts,
+                          TensorView functional, int64_t mask_token_id, int64_t ignore_index, TensorView out_ids,
+                          TensorView labels, TensorView perm_mask, int threads) {
+  PermutationArgs a;
+  std::tie(a.batch, a.length) = matrix_shape(ids, "input_ids");
+  a.ids = ids.data;
+  a.ids_dtype = ids.dtype;
+  a.ids_stride0 = ids.stride[0];
+  a.ids_stride1 = ids.stride[1];
+  a.seed = int64_data(seed, "seed");
+  a.keys = keys.data;
+  a.keys_dtype = keys.dtype;
+  a.keys_stride = keys.stride[0];
+  a.contexts = int64_data(contexts, "contexts");
+  a.max_span = contexts.numel();
+  a.attempts = attempts;
+  a.functional = int64_data(functional, "functional_ids");
+  a.num_functional = functional.numel();
+  a.mask_token_id = mask_token_id;
+  a.ignore_index = ignore_index;
+  a.out_ids = output<void>(out_ids, "out_ids", {a.batch, a.length});
+  a.labels = output<void>(labels, "labels", {a.batch, a.length});
+  a.perm_mask = output<void>(perm_mask, "perm_mask", {a.batch, a.length, a.length});
+  a.perm_dtype = perm_mask.dtype;
+  a.threads = threads;
+  permutation_lm(a);
+}
+
+}  // namespace
 
 void bind_permutation(pybind11::module_& m) {
   namespace py = pybind11;
-  m.def(
-      "permutation_lm",
-      [](std::uintptr_t ids, int ids_dtype, int64_t ids_stride0, int64_t ids_stride1, int64_t batch, int64_t length,
-         std::uintptr_t seed, std::uintptr_t keys, int keys_dtype, int64_t keys_stride, std::uintptr_t contexts,
-         int64_t max_span, int64_t attempts, std::uintptr_t functional, int64_t num_functional, int64_t mask_token_id,
-         int64_t ignore_index, std::uintptr_t out_ids, std::uintptr_t labels, std::uintptr_t perm_mask, int perm_dtype,
-         int threads) -> std::string {
-        PermutationArgs a{reinterpret_cast<const void*>(ids), ids_dtype, ids_stride0, ids_stride1, batch, length,
-                          reinterpret_cast<const int64_t*>(seed), reinterpret_cast<const void*>(keys), keys_dtype,
-                          keys_stride, reinterpret_cast<const int64_t*>(contexts), max_span, attempts,
-                          reinterpret_cast<const int64_t*>(functional), num_functional, mask_token_id, ignore_index,
-                          reinterpret_cast<void*>(out_ids), reinterpret_cast<void*>(labels),
-                          reinterpret_cast<void*>(perm_mask), perm_dtype, threads};
-        return permutation_lm(a);
-      },
-      py::call_guard<py::gil_scoped_release>());
+  def_kernel(m, "permutation_lm", &permutation_lm_entry, py::arg("ids"), py::arg("seed"), py::arg("keys"),
+             py::arg("contexts"), py::arg("attempts"), py::arg("functional_ids"), py::arg("mask_token_id"),
+             py::arg("ignore_index"), py::arg("out_ids"), py::arg("labels"), py::arg("perm_mask"),
+             py::arg("threads"));
 }
 
 }  // namespace fastmask

@@ -30,8 +30,8 @@ struct PermutationArgs {
   int threads;
 };
 
-// The error message, "" when none (never throws).
-std::string permutation_lm(const PermutationArgs& args);
+// Throws std::invalid_argument on bad input (the binding returns it as a message).
+void permutation_lm(const PermutationArgs& args);
 
 // Registers permutation_lm on fastmask._C (called once from csrc/module.cpp).
 void bind_permutation(pybind11::module_& m);

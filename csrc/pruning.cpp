@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "binding.h"
 #include "common.h"
 
 namespace fastmask {
@@ -195,12 +196,47 @@ std::string nm_mask(std::uintptr_t scores, int64_t numel, int dtype, int64_t n, 
   });
 }
 
+namespace {
+
+// Views in (scores flattened to 1-D by the launcher: a weight may have more dimensions than a view).
+std::vector<std::uintptr_t> addresses(const std::vector<TensorView>& views, const char* name) {
+  std::vector<std::uintptr_t> out;
+  for (const TensorView& v : views) {
+    check_arg(v, name);
+    if (v.ndim != 1 || (v.size[0] > 1 && v.stride[0] != 1)) fail(name, ": expected contiguous 1-D views");
+    out.push_back(reinterpret_cast<std::uintptr_t>(v.data));
+  }
+  return out;
+}
+
+void rethrow(const std::string& message) {
+  if (!message.empty()) fail(message);
+}
+
+void magnitude_masks_entry(std::vector<TensorView> scores, std::vector<int64_t> counts, std::vector<TensorView> masks,
+                           int threads) {
+  std::vector<int64_t> numels;
+  for (const TensorView& v : scores) numels.push_back(v.numel());
+  for (size_t t = 0; t < scores.size() && t < masks.size(); ++t)
+    if (masks[t].numel() != numels[t] || masks[t].dtype != kBool) fail("masks: expected bool of the scores' sizes");
+  rethrow(magnitude_masks(addresses(scores, "scores"), numels, scores.empty() ? kFloat32 : scores[0].dtype, counts,
+                          addresses(masks, "masks"), threads));
+}
+
+void nm_mask_entry(TensorView scores, int64_t n, int64_t m, TensorView mask, int threads) {
+  const int64_t numel = scores.numel();
+  rethrow(nm_mask(addresses({scores}, "scores")[0], numel, scores.dtype, n, m,
+                  reinterpret_cast<std::uintptr_t>(output<uint8_t>(mask, "mask", {numel})), threads));
+}
+
+}  // namespace
+
 void bind_pruning(pybind11::module_& m) {
   namespace py = pybind11;
-  m.def("magnitude_masks", &magnitude_masks, py::arg("scores"), py::arg("numels"), py::arg("dtype"), py::arg("counts"),
-        py::arg("masks"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
-  m.def("nm_mask", &nm_mask, py::arg("scores"), py::arg("numel"), py::arg("dtype"), py::arg("n"), py::arg("m"),
-        py::arg("mask"), py::arg("threads"), py::call_guard<py::gil_scoped_release>());
+  def_kernel(m, "magnitude_masks", &magnitude_masks_entry, py::arg("scores"), py::arg("counts"), py::arg("masks"),
+             py::arg("threads"));
+  def_kernel(m, "nm_mask", &nm_mask_entry, py::arg("scores"), py::arg("n"), py::arg("m"), py::arg("mask"),
+             py::arg("threads"));
 }
 
 }  // namespace fastmask

@@ -1,4 +1,4 @@
-"""C++ launchers of the attention masks (csrc/attention.cpp): tensors in, raw pointers to fastmask._C.
+"""C++ launchers of the attention masks (csrc/attention.cpp): tensors in, views to fastmask._C.
 
 Arguments arrive normalized by fastmask.attention, as for fastmask/reference/attention.py.
 """
@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import torch
 
-from . import DTYPE_CODES, cpp, num_threads
-
-
-def _vector(tensor):
-    return (0, 0, 0) if tensor is None else (tensor.data_ptr(), DTYPE_CODES[tensor.dtype], tensor.stride(0))
-
-
-def _args(segment_ids, prefix_lengths, lengths, batch, length, causal, window):
-    segments = (0, 0, 0, 0) if segment_ids is None else (
-        segment_ids.data_ptr(), DTYPE_CODES[segment_ids.dtype], segment_ids.stride(0), segment_ids.stride(1))
-    return (*segments, *_vector(prefix_lengths), *_vector(lengths), batch, length, bool(causal), window)
+from . import cpp, num_threads, view
 
 
 def dense(segment_ids, prefix_lengths, lengths, device, batch, length, causal, window):
     out = torch.empty((batch, length, length), dtype=torch.bool)
-    cpp().attention_dense(*_args(segment_ids, prefix_lengths, lengths, batch, length, causal, window),
-                          out.data_ptr(), num_threads())
+    cpp().attention_dense(view(segment_ids), view(prefix_lengths), view(lengths), batch, length, bool(causal), window,
+                          view(out), num_threads())
     return out
 
 
 def block_states(segment_ids, prefix_lengths, lengths, device, batch, length, causal, window, block):
     blocks = -(-length // block)
-    out = torch.empty((batch, blocks, blocks), dtype=torch.int8)
-    cpp().attention_blocks(*_args(segment_ids, prefix_lengths, lengths, batch, length, causal, window), block,
-                           out.data_ptr(), num_threads())
+    out = torch.empty((batch, blocks, blocks), dtype=torch.int8)  # int8 has no dtype code: passed as its bytes
+    cpp().attention_blocks(view(segment_ids), view(prefix_lengths), view(lengths), batch, length, bool(causal),
+                           window, block, view(out.view(torch.uint8)), num_threads())
     return out

@@ -1,4 +1,4 @@
-"""C++ launcher of the distillation kernel: tensors in, raw pointers to fastmask._C (csrc/distillation.cpp).
+"""C++ launcher of the distillation kernel: tensors in, views to fastmask._C (csrc/distillation.cpp).
 
 Same function, arguments and results as fastmask/reference/distillation.py. Both logits are read
 through their row stride when their columns are contiguous (the student's gradient is written there
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..reference.cross_entropy import accumulation_dtype
-from . import DTYPE_CODES, cpp, num_threads
+from . import cpp, num_threads, view
 
 
 def _rows(logits: torch.Tensor) -> torch.Tensor:
@@ -28,10 +28,8 @@ def distill_chunk(student, teacher, labels, grad_scale, temperature, divergence,
         labels = labels.to(torch.int64)
     scale = grad_scale.to(acc).expand(n)
     cpp().distill_chunk(
-        rows.data_ptr(), teacher.data_ptr(), DTYPE_CODES[rows.dtype], n, vocab, rows.stride(0) if n > 1 else vocab,
-        teacher.stride(0) if n > 1 else vocab, labels.data_ptr(), DTYPE_CODES[labels.dtype], labels.stride(0) if n > 1 else 1,
-        scale.data_ptr(), scale.stride(0) if n > 1 else 0, float(temperature), int(divergence), float(beta),
-        float(hard_weight), ignore_index, bool(write_grad), div.data_ptr(), ce.data_ptr(), num_threads(),
+        view(rows), view(teacher), view(labels), view(scale), float(temperature), int(divergence), float(beta),
+        float(hard_weight), ignore_index, bool(write_grad), view(div), view(ce), num_threads(),
     )
     if write_grad and rows is not student:  # columns were strided: the gradient was written into a copy
         student.copy_(rows)

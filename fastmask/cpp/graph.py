@@ -1,28 +1,23 @@
-"""C++ launchers of the graph masks (csrc/graph.cpp): CPU tensors in, raw pointers out. Arguments
+"""C++ launchers of the graph masks (csrc/graph.cpp): CPU tensors in, views to fastmask._C. Arguments
 arrive checked by fastmask.graph; seed and key are int64 0-d tensors."""
 from __future__ import annotations
 
 import torch
 
-from . import DTYPE_CODES, cpp, num_threads
+from . import cpp, int64, num_threads, view
 
 _PURPOSE_FEATURES = 13  # fastmask._rng.Purpose.FEATURES
 
 
-def _edges(edge_index: torch.Tensor) -> tuple:
-    return (edge_index.data_ptr(), DTYPE_CODES[edge_index.dtype], edge_index.stride(0), edge_index.stride(1),
-            edge_index.shape[1])
-
-
 def _drops(seed, key, n, threshold, purpose):
     out = torch.empty(n, dtype=torch.bool)
-    cpp().graph_drops(seed.data_ptr(), key.data_ptr(), n, threshold, purpose, out.data_ptr(), num_threads())
+    cpp().graph_drops(view(int64(seed)), view(int64(key)), n, threshold, purpose, view(out), num_threads())
     return out
 
 
 def edge_mask(edge_index, seed, key, threshold, num_nodes):
     out = torch.empty(edge_index.shape[1], dtype=torch.bool)
-    cpp().edge_mask(*_edges(edge_index), seed.data_ptr(), key.data_ptr(), threshold, num_nodes, out.data_ptr(),
+    cpp().edge_mask(view(edge_index), view(int64(seed)), view(int64(key)), threshold, num_nodes, view(out),
                     num_threads())
     return out
 
@@ -33,17 +28,17 @@ def feature_drops(seed, key, n, threshold):
 
 def path_mask(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node):
     out = torch.empty(edge_index.shape[1], dtype=torch.bool)
-    cpp().path_mask(*_edges(edge_index), seed.data_ptr(), key.data_ptr(), num_nodes, root_threshold, walk_length,
-                    walks_per_node, out.data_ptr(), num_threads())
+    cpp().path_mask(view(edge_index), view(int64(seed)), view(int64(key)), num_nodes, root_threshold, walk_length,
+                    walks_per_node, view(out), num_threads())
     return out
 
 
 def split_edges(edge_index, masked, undirected):
     """(remaining, masked) edge lists: the columns in order, undirected ones followed by their flips."""
     counts = torch.zeros(2, dtype=torch.int64)
-    args = (*_edges(edge_index), masked.data_ptr(), bool(undirected), counts.data_ptr())
-    cpp().split_edges(*args, 0, 0, num_threads())
+    args = (view(edge_index), view(masked), bool(undirected), view(counts))
+    cpp().split_edges(*args, None, None, num_threads())  # counting only
     remaining = edge_index.new_empty((2, int(counts[0])))
     masked_out = edge_index.new_empty((2, int(counts[1])))
-    cpp().split_edges(*args, remaining.data_ptr(), masked_out.data_ptr(), num_threads())
+    cpp().split_edges(*args, view(remaining), view(masked_out), num_threads())
     return remaining, masked_out

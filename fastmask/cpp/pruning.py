@@ -1,21 +1,21 @@
-"""C++ launchers of magnitude pruning (csrc/pruning.cpp): contiguous CPU tensors in, raw pointers out."""
+"""C++ launchers of magnitude pruning (csrc/pruning.cpp): contiguous CPU tensors in, flat views out."""
 from __future__ import annotations
 
 import torch
 
-from . import DTYPE_CODES, cpp, num_threads
+from . import cpp, num_threads, view
 
 
 def magnitude_masks(scores: list[torch.Tensor], counts: list[int]) -> list[torch.Tensor]:
     scores = [s.contiguous() for s in scores]
     masks = [torch.empty(s.shape, dtype=torch.bool) for s in scores]
-    cpp().magnitude_masks([s.data_ptr() for s in scores], [s.numel() for s in scores], DTYPE_CODES[scores[0].dtype],
-                          list(counts), [m.data_ptr() for m in masks], num_threads())
+    cpp().magnitude_masks([view(s.view(-1)) for s in scores], list(counts), [view(m.view(-1)) for m in masks],
+                          num_threads())
     return masks
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     scores = scores.contiguous()
     mask = torch.empty(scores.shape, dtype=torch.bool)
-    cpp().nm_mask(scores.data_ptr(), scores.numel(), DTYPE_CODES[scores.dtype], n, m, mask.data_ptr(), num_threads())
+    cpp().nm_mask(view(scores.view(-1)), n, m, view(mask.view(-1)), num_threads())
     return mask
