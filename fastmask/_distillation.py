@@ -19,6 +19,7 @@ import torch
 
 from . import _library  # noqa: F401  (registers fastmask::distill_chunk)
 from ._backend import autocast_dtype, check_backend
+from ._lm_head import default_chunk_size
 from ._validate import check_int, check_tensor
 from .functional import (_FLOATS, _MAX_LENGTH, _REDUCTIONS, _check_float, _check_labels, _gather_rows, _lm_output_rows,
                          _lm_rows)
@@ -34,12 +35,6 @@ _INT_IDS = (torch.int64, torch.int32)
 # V = 30522; fewer, smaller chunks re-read the [V, D] weight gradient more often: each chunk's
 # grad_weight update streams all of it), 2^26 on a GPU; at least 16 rows, a power of two.
 _CHUNK_LOGITS = {"cpu": 1 << 23, "cuda": 1 << 26}
-_MIN_CHUNK = 16
-
-
-def default_chunk_size(vocab: int, device: torch.device) -> int:
-    rows = max(_MIN_CHUNK, _CHUNK_LOGITS.get(device.type, 1 << 23) // max(vocab, 1))
-    return 1 << (rows.bit_length() - 1)
 
 
 class Options(NamedTuple):
@@ -242,7 +237,7 @@ def masked_distillation_loss(
     code = DIVERGENCES[divergence]
     if code == JSD and beta in (0.0, 1.0):  # the limits, as Liger defines them
         code = KL if beta == 0.0 else REVERSE_KL
-    chunk_size = default_chunk_size(vocab, device) if chunk_size is None else check_int("chunk_size", chunk_size, 1, _MAX_LENGTH)
+    chunk_size = default_chunk_size(vocab, device, _CHUNK_LOGITS) if chunk_size is None else check_int("chunk_size", chunk_size, 1, _MAX_LENGTH)
     if max_rows is not None:
         max_rows = check_int("max_rows", max_rows, 1, _MAX_LENGTH)
 

@@ -25,8 +25,9 @@ _CHUNK_LOGITS = {"cpu": 1 << 22, "cuda": 1 << 26}
 _MIN_CHUNK = 16
 
 
-def default_chunk_size(vocab: int, device: torch.device) -> int:
-    rows = max(_MIN_CHUNK, _CHUNK_LOGITS.get(device.type, 1 << 22) // max(vocab, 1))
+def default_chunk_size(vocab: int, device: torch.device, logits: dict = _CHUNK_LOGITS) -> int:
+    """Rows per chunk for `logits` logits per chunk on `device`'s type (at least _MIN_CHUNK, a power of two)."""
+    rows = max(_MIN_CHUNK, logits.get(device.type, logits["cpu"]) // max(vocab, 1))
     return 1 << (rows.bit_length() - 1)
 
 
