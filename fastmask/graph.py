@@ -46,6 +46,9 @@ def _edge_index(edge_index) -> torch.Tensor:
 
 def _split(edge_index: torch.Tensor, masked: torch.Tensor, undirected: bool, backend: str):
     """(remaining, masked) columns in order; undirected: the columns with row <= col, then their flips."""
+    if edge_index.device.type == "meta":  # the lists' lengths depend on the draws: no meta shape exists
+        raise ValueError("edge_index: on the meta device the edge lists have no size; use edge_mask / path_mask, "
+                         "whose [E] masks have static shapes")
     if edge_index.device.type == "cpu" and resolve_backend(backend, edge_index.device) == "cpp" \
             and not torch.compiler.is_compiling():
         from .cpp import graph

@@ -259,7 +259,9 @@ class Tokenizer:
 
 OPS = {name: _op(name) for name in ("random_words", "mask_tokens", "mask_spans", "t5_span_corruption", "ul2_denoise",
                                      "block_mask", "random_patch_mask", "simmim_mask", "tube_mask",
-                                     "masked_cross_entropy", "masked_lm_loss")}
+                                     "masked_cross_entropy", "masked_lm_loss", "permutation_lm", "attention_mask",
+                                     "magnitude_masks", "mask_edges", "mask_paths", "mask_features",
+                                     "masked_distillation_loss")}
 OPS.update({name: _backendless(name) for name in ("gather_kept", "restore", "t5_lengths", "t5_output_lengths")})
 OPS.update(collate=_collate, device_masker=_device_masker, sample_keys=_sample_keys)
 
@@ -445,7 +447,8 @@ def _named(message):
             except (TypeError, ValueError):
                 pass
     head = message.split(": ")[0] if ": " in message else ""
-    return bool(head) and all(part in names for part in re.split(r", | \+ | \* | / | or ", head))
+    # an element of a sequence argument is named by index: tensors[1]
+    return bool(head) and all(re.sub(r"\[\d+\]$", "", part) in names for part in re.split(r", | \+ | \* | / | or ", head))
 
 
 def judge(results, probe, *, agree=True, allowed_errors=(ValueError.__name__, TypeError.__name__)):
@@ -787,6 +790,79 @@ def test_fuzz_cross_entropy(runner, data):
         if draw(st.integers(0, 3)) == 0:
             args["max_rows"] = _maybe(draw, draw(st.sampled_from((1, 4))), st.sampled_from((0, 2**31)), rate)
         op = "masked_lm_loss"
+    judge(runner.run(probe(op, args)), args)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_newer_ops(runner, data):
+    """permutation_lm, attention_mask, magnitude_masks, the graph masks and the distillation loss: no
+    crash or hang, named errors, backends that agree."""
+    draw = data.draw
+    rate = draw(RATES)
+    kind = draw(st.sampled_from(("permutation", "attention", "pruning", "edges", "paths", "features", "distillation")))
+    rows = draw(st.integers(0, 3))
+    if kind == "permutation":
+        length = _maybe(draw, 2 * draw(st.integers(0, 12)), st.sampled_from((1, 7)), rate)
+        args = dict(input_ids=tensor_spec((rows, length), draw(st.sampled_from(("int64", "int32"))), 5, VOCAB,
+                                _maybe(draw, "contiguous", st.sampled_from(("transposed", "meta")), rate)),
+                    mask_token_id=_maybe(draw, 4, ODD_VALUES, rate), seed=seed_for(draw, rate),
+                    plm_probability=_maybe(draw, draw(st.sampled_from((1 / 6, 0.5))), ODD_PROBABILITIES, rate),
+                    max_span_length=_maybe(draw, draw(st.integers(1, 5)), st.sampled_from((0, -1, 2**40)), rate))
+        op = "permutation_lm"
+    elif kind == "attention":
+        length = draw(st.integers(1, 40))
+        segments = tensor_spec((max(rows, 1), length), "int64", 0, 3, _maybe(draw, "contiguous", st.just("meta"), rate))
+        args = dict(segment_ids=segments, kind=draw(st.sampled_from(("document_causal", "document_bidirectional"))),
+                    window=_maybe(draw, draw(st.sampled_from((None, 4))), st.sampled_from((0, -1, 1.5)), rate),
+                    format=_maybe(draw, draw(st.sampled_from(("bool", "additive"))), st.just("dense"), rate),
+                    block_size=_maybe(draw, 16, st.sampled_from((0, -1)), rate))
+        op = "attention_mask"
+    elif kind == "pruning":
+        shapes = draw(st.lists(st.sampled_from(((4, 8), (16,), (2, 3, 4))), min_size=1, max_size=3))
+        floats = draw(st.lists(st.sampled_from((float("nan"), float("inf"), 0.0)), max_size=2)) if odd(draw, rate) else []
+        args = dict(tensors=[tensor_spec(shape, draw(st.sampled_from(FLOATS)), -5, 5, "contiguous", i, floats)
+                             for i, shape in enumerate(shapes)],
+                    sparsity=_maybe(draw, draw(st.sampled_from((0.0, 0.5, 0.9, 1.0))), ODD_PROBABILITIES, rate),
+                    scope=_maybe(draw, draw(st.sampled_from(("global", "layer"))), st.just("all"), rate))
+        op = "magnitude_masks"
+    elif kind in ("edges", "paths"):
+        nodes = draw(st.integers(1, 12))
+        edges = tensor_spec((_maybe(draw, 2, st.just(3), rate), draw(st.integers(0, 30))), "int64", 0,
+                            nodes + _maybe(draw, 0, st.just(5), rate),
+                            _maybe(draw, "contiguous", st.sampled_from(("transposed", "meta")), rate))
+        if kind == "edges":
+            args = dict(edge_index=edges, p=_maybe(draw, draw(st.sampled_from((0.0, 0.3, 1.0))), ODD_PROBABILITIES, rate),
+                        undirected=draw(st.booleans()), num_nodes=nodes, seed=seed_for(draw, rate))
+            op = "mask_edges"
+        else:
+            args = dict(edge_index=edges, num_nodes=_maybe(draw, nodes, ODD_VALUES, rate),
+                        root_p=_maybe(draw, 0.5, ODD_PROBABILITIES, rate),
+                        walk_length=_maybe(draw, draw(st.integers(1, 4)), st.sampled_from((0, -1, 2**40)), rate),
+                        seed=seed_for(draw, rate))
+            op = "mask_paths"
+    elif kind == "features":
+        args = dict(x=tensor_spec((rows, draw(st.integers(0, 9))), draw(st.sampled_from(FLOATS)), 0, 5,
+                                  _maybe(draw, "contiguous", st.sampled_from(("transposed", "meta")), rate)),
+                    p=_maybe(draw, draw(st.sampled_from((0.0, 0.5, 1.0))), ODD_PROBABILITIES, rate),
+                    mode=_maybe(draw, draw(st.sampled_from(("col", "row", "all"))), st.just("cols"), rate),
+                    seed=seed_for(draw, rate))
+        op = "mask_features"
+    else:
+        dim, vocab = draw(st.integers(1, 8)), draw(st.sampled_from((1, 7, 33)))
+        dtype = draw(st.sampled_from(("float32", "float64", "bfloat16")))
+        layout = _maybe(draw, "contiguous", st.just("meta"), rate)
+        args = dict(student_hidden=tensor_spec((rows, dim), dtype, -2, 2, layout, 1),
+                    student_weight=tensor_spec((vocab, dim), dtype, -2, 2, layout, 2),
+                    teacher_hidden=tensor_spec((rows, _maybe(draw, dim, st.just(dim + 1), rate)), dtype, -2, 2, layout, 3),
+                    teacher_weight=tensor_spec((vocab, dim), dtype, -2, 2, layout, 4),
+                    labels=tensor_spec((rows,), "int64", _maybe(draw, 0, st.just(-100), rate), vocab + _maybe(draw, 0, st.just(2), rate),
+                                       layout),
+                    temperature=_maybe(draw, draw(st.sampled_from((1.0, 2.0))), st.sampled_from((0.0, -1.0, float("nan"))), rate),
+                    divergence=_maybe(draw, draw(st.sampled_from(("kl", "reverse_kl", "jsd"))), st.just("js"), rate),
+                    hard_weight=draw(st.sampled_from((0.0, 0.5))),
+                    reduction=draw(st.sampled_from(("mean", "sum", "none"))))
+        op = "masked_distillation_loss"
     judge(runner.run(probe(op, args)), args)
 
 

@@ -6,19 +6,21 @@ import math
 
 import torch
 
+from .._accumulation import accumulation_dtype
 from . import on_device_of
 from ._distillation_kernels import distill_chunk_kernel
 from .cross_entropy import _check_dtype, _check_unit_column_stride, _launch_config
 
 
 def distill_chunk(student, teacher, labels, grad_scale, temperature, divergence, beta, hard_weight, ignore_index, write_grad):
-    """(T^2 divergence [R], hard ce [R]) in fp32; with write_grad the student logits hold the gradient."""
+    """(T^2 divergence [R], hard ce [R]) in fp32 (summed in fp32, returned in fp64 for fp64 logits, as the
+    other backends' dtype); with write_grad the student logits hold the gradient."""
     _check_dtype("student", student)
     n, vocab = student.shape
     div = torch.empty(n, dtype=torch.float32, device=student.device)
     ce = torch.empty(n, dtype=torch.float32, device=student.device)
     if n == 0:
-        return div, ce
+        return div.to(accumulation_dtype(student)), ce.to(accumulation_dtype(student))
     _check_unit_column_stride("student", student)
     teacher = teacher.to(student.dtype)
     if vocab > 1 and teacher.stride(1) != 1:
@@ -34,4 +36,4 @@ def distill_chunk(student, teacher, labels, grad_scale, temperature, divergence,
             DIVERGENCE=int(divergence), HARD=hard_weight > 0, UNIT_T=temperature == 1.0, WRITE_GRAD=bool(write_grad),
             **_launch_config(vocab),
         )
-    return div, ce
+    return div.to(accumulation_dtype(student)), ce.to(accumulation_dtype(student))

@@ -6,6 +6,7 @@ import torch
 import triton
 
 from .._rng import Purpose
+from ..reference.graph import _check_ids
 from . import on_device_of
 from ._graph_kernels import drops_kernel, path_mask_kernel
 
@@ -23,7 +24,8 @@ def _drops(seed, key, n, threshold, purpose):
 
 
 def edge_mask(edge_index, seed, key, threshold, num_nodes):
-    # Ids are not read on the GPU (that would sync): the C++ and reference backends check them.
+    # Ids are read only in CPU memory (the interpreter), as the other backends do; on a GPU that would sync.
+    _check_ids(edge_index, num_nodes)
     return _drops(seed, key, edge_index.shape[1], threshold, int(Purpose.EDGES))
 
 
@@ -32,6 +34,7 @@ def feature_drops(seed, key, n, threshold):
 
 
 def path_mask(edge_index, seed, key, num_nodes, root_threshold, walk_length, walks_per_node):
+    _check_ids(edge_index, num_nodes)  # CPU memory only, as edge_mask
     edges = edge_index.shape[1]
     out = torch.zeros(edges, dtype=torch.bool, device=edge_index.device)
     if edges == 0 or num_nodes == 0:
