@@ -29,20 +29,13 @@ MAX_PREDICTIONS = 24  # per row: 15% of 62 is 9.3 expected; 24 is more than 5 st
 
 def corpus_features(tokenizer, count: int) -> list[dict]:
     """`count` features of SEQUENCE tokens (dicts of lists, as a tokenized dataset yields them),
-    consecutive windows of the standard-library docstrings."""
+    consecutive windows of the standard-library docstrings: the train_step benchmark's own."""
     import transformers
 
-    from .bench.cases.words import corpus
+    from .bench.cases.train_step import features
 
     transformers.logging.set_verbosity_error()  # the corpus is tokenized as one long text on purpose, then cut
-    ids = corpus()[0].tolist()
-    body = SEQUENCE - 2
-    features = []
-    for i in range(count):
-        start = (i * body) % max(1, len(ids) - body)
-        row = [tokenizer.cls_token_id] + ids[start:start + body] + [tokenizer.sep_token_id]
-        features.append({"input_ids": row, "token_type_ids": [0] * len(row), "attention_mask": [1] * len(row)})
-    return features
+    return features(tokenizer, count, SEQUENCE)
 
 
 def _model(tokenizer):
